@@ -1,0 +1,65 @@
+"""Generate text from a trained checkpoint.
+
+    python inference.py --checkpoint checkpoints/div97.pt --prompt "12/5="
+    python inference.py --checkpoint runs/sanity --prompt ""            # empty prompt: start from EOS
+    python inference.py --checkpoint runs/sanity --temperature 1.0 --top-k 5 --num-samples 3
+
+Standard output carries only the generated text (prompt plus completion), one sample per line;
+everything else goes to standard error.
+"""
+
+import argparse
+import sys
+
+import torch
+
+from common import UserError, load_checkpoint, model_from_checkpoint, run_cli
+
+
+def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top_k=None, generator=None):
+    """Prompt text -> prompt plus generated text, stopping at EOS or the model's block size."""
+    ids = [tokenizer.eos_id] + tokenizer.encode(prompt)
+    room = model.config.block_size + 1 - len(ids)  # the model reads at most block_size tokens
+    if room <= 0:
+        raise UserError(f"the prompt is {len(ids) - 1} tokens long; this model reads at most "
+                        f"{model.config.block_size - 1} prompt tokens")
+    if max_new_tokens is None:
+        max_new_tokens = room
+    elif max_new_tokens > room:
+        raise UserError(f"--max-new-tokens {max_new_tokens} is beyond the model's block size: at most "
+                        f"{room} new tokens fit after this prompt")
+    idx = torch.tensor([ids])
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                         eos_id=tokenizer.eos_id, generator=generator)
+    return prompt + tokenizer.decode(out[0, len(ids):].tolist())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (uses checkpoints/last.pt)")
+    parser.add_argument("--prompt", default="", help="text to continue (default: empty, start of sequence)")
+    parser.add_argument("--max-new-tokens", type=int, help="default: as many as the block size allows")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-k", type=int, help="sample only from the k most likely tokens")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    args = parser.parse_args()
+    if args.temperature < 0:
+        raise UserError("--temperature must be 0 (greedy) or more")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError("--top-k must be at least 1")
+    if args.num_samples < 1:
+        raise UserError("--num-samples must be at least 1")
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model, tokenizer, cfg = model_from_checkpoint(ckpt)
+    print(f"loaded {args.checkpoint} (step {ckpt.get('step')}, {cfg.data.tokenizer} tokens)", file=sys.stderr)
+    generator = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.num_samples):
+        print(complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,73 @@
+import pytest
+
+from common import UserError, config_from_dict, config_to_dict, load_config
+from conftest import run_script
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_file_and_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  lr: 1e-3\nmodel:\n  n_layer: 3\n"),
+                      ["--train.lr=3e-4", "--seed=5", "--train.betas=[0.8, 0.9]"])
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
+    assert cfg.model.n_layer == 3 and cfg.seed == 5 and cfg.train.betas == [0.8, 0.9]
+    assert cfg.name == "c"
+
+
+def test_yaml_exponent_string_is_read_as_float(tmp_path):
+    assert load_config(write(tmp_path, "train:\n  lr: 1e-3\n")).train.lr == 1e-3
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    with pytest.raises(UserError, match=r"unknown config key 'train\.lrr'.*Did you mean 'train\.lr'"):
+        load_config(write(tmp_path, "train:\n  lrr: 1\n"))
+    with pytest.raises(UserError, match="unknown config key 'modle'"):
+        load_config(write(tmp_path, "modle:\n  n_layer: 1\n"))
+
+
+def test_wrong_type(tmp_path):
+    with pytest.raises(UserError, match="'model.n_layer' must be int"):
+        load_config(None, ["--model.n_layer=two"])
+    with pytest.raises(UserError, match="must be int"):
+        load_config(None, ["--model.n_layer=1.5"])
+    with pytest.raises(UserError, match="must be bool"):
+        load_config(None, ["--train.compile=maybe"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--model.n_head=3", "divisible"),
+    ("--model.n_layer=0", "positive"),
+    ("--train.batch_size=-1", "positive"),
+    ("--data.train_frac=0.8", "at most 1"),
+    ("--train.optimizer=sgd", "choose one of"),
+    ("--model.vocab_size=10", "computed from the data"),
+    ("--train.weight_decay=-1", "zero or more"),
+])
+def test_impossible_values(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, [override])
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = load_config(None, ["--train.lr=0.01"])
+    cfg.model.vocab_size, cfg.model.block_size = 12, 6
+    again = config_from_dict(config_to_dict(cfg))
+    assert again == cfg
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    result = run_script("train.py", "--config", write(tmp_path, "train:\n  lrr: 1\n"), check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "train.lr" in result.stderr
+
+
+def test_help_lists_every_key():
+    out = run_script("train.py", "--help").stdout
+    for key in ("--train.lr=0.001", "--model.d_ff=512", "--data.op='/'", "--seed=0", "--train.grokfast_lambda"):
+        assert key in out

@@ -1,0 +1,135 @@
+import json
+
+import pytest
+
+from common import DataConfig, UserError, encode_examples, make_tokenizer, tokenizer_from_state
+from conftest import needs_gpt2, run_script
+from generate_data import (all_equations, check_dataset, dataset_dir, ensure_dataset, load_splits,
+                           read_split, split_equations, write_dataset)
+
+
+@pytest.mark.parametrize("op,p,count", [("+", 97, 9409), ("-", 97, 9409), ("/", 97, 9312),
+                                        ("+", 113, 12769), ("-", 113, 12769), ("/", 113, 12656)])
+def test_counts(op, p, count):
+    assert len(all_equations(op, p)) == count
+
+
+@pytest.mark.parametrize("op", ["+", "-", "/", "*"])
+def test_every_label_is_right(op):
+    p = 97
+    for a, b, c in all_equations(op, p):
+        assert 0 <= a < p and 0 <= b < p and 0 <= c < p
+        if op == "+":
+            assert c == (a + b) % p
+        elif op == "-":
+            assert c == (a - b) % p
+        elif op == "*":
+            assert c == (a * b) % p
+        else:
+            assert b != 0 and c == a * pow(b, -1, p) % p and (c * b) % p == a
+
+
+def test_pairs_are_unique():
+    eqs = all_equations("/", 97)
+    assert len({(a, b) for a, b, _ in eqs}) == len(eqs)
+
+
+def test_splits_disjoint_complete_and_stable():
+    eqs = all_equations("/", 97)
+    s = split_equations(eqs, 0.5, 0.25, seed=3)
+    sets = {k: set(v) for k, v in s.items()}
+    assert sum(len(v) for v in s.values()) == len(eqs)
+    assert sets["train"].isdisjoint(sets["val"]) and sets["train"].isdisjoint(sets["test"])
+    assert sets["val"].isdisjoint(sets["test"])
+    assert sets["train"] | sets["val"] | sets["test"] == set(eqs)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == (4656, 2328, 2328)
+    assert split_equations(eqs, 0.5, 0.25, seed=3) == s
+    assert split_equations(eqs, 0.5, 0.25, seed=4)["train"] != s["train"]
+
+
+def test_non_prime_division_refused():
+    with pytest.raises(UserError, match="prime"):
+        all_equations("/", 96)
+    result = run_script("generate_data.py", "--op", "/", "--p", "96", check=False)
+    assert result.returncode == 2 and "96 is not prime" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_too_small_to_split_refused():
+    with pytest.raises(UserError, match="too few"):
+        split_equations(all_equations("+", 2), 0.5, 0.1, seed=0)
+
+
+def test_written_files_and_meta(tmp_path):
+    data = DataConfig(op="-", p=13, train_frac=0.6, val_frac=0.2, data_dir=str(tmp_path / "d"))
+    meta = write_dataset(data)
+    assert meta["counts"] == {"train": 101, "val": 34, "test": 34}
+    train = (tmp_path / "d" / "train.txt").read_text().splitlines()
+    assert len(train) == 101 and all("-" in line and "=" in line for line in train)
+    for line in train:
+        left, c = line.split("=")
+        a, b = map(int, left.split("-"))
+        assert int(c) == (a - b) % 13
+    assert json.loads((tmp_path / "d" / "meta.json").read_text())["op"] == "-"
+    assert read_split(tmp_path / "d" / "train.txt")[0][0].endswith("=")
+
+
+def test_data_dir_that_disagrees_with_config_is_refused(tmp_path):
+    data = DataConfig(op="+", p=7, data_dir=str(tmp_path / "d"))
+    ensure_dataset(data, log=lambda m: None)
+    data.p = 11
+    with pytest.raises(UserError, match="p=7"):
+        check_dataset(data)
+    data.p = 7
+    (tmp_path / "d" / "val.txt").write_text("1+1=3\n")
+    with pytest.raises(UserError, match="changed"):
+        check_dataset(data)
+
+
+def test_generate_on_first_use(tmp_path):
+    data = DataConfig(op="+", p=7, data_dir=str(tmp_path / "new"))
+    messages = []
+    splits = load_splits(data, log=messages.append)
+    assert sum(len(v) for v in splits.values()) == 49 and "generated" in messages[0]
+
+
+def test_default_dir_name():
+    assert str(dataset_dir(DataConfig(op="/", p=97))) == "data/div97_train0.5_val0.25_seed0"
+
+
+def test_char_and_number_tokenizers_round_trip():
+    texts = ["12/5=80", "3/96=1"]
+    char = make_tokenizer("char", texts)
+    number = make_tokenizer("number", texts)
+    assert len(char.encode("12/5=80")) == 7
+    assert len(number.encode("12/5=80")) == 5
+    for tok in (char, number):
+        for t in texts:
+            assert tok.decode(tok.encode(t)) == t
+        again = tokenizer_from_state(tok.state())
+        assert again.encode("12/5=80") == tok.encode("12/5=80")
+    with pytest.raises(UserError, match="'%'"):
+        char.encode("1%2")
+
+
+@needs_gpt2
+def test_gpt2_tokenizer_offline():
+    tok = make_tokenizer("gpt2")
+    assert tok.encode("I love machine learning.") == [40, 1842, 4572, 4673, 13]
+    assert tok.decode([40, 1842, 4572, 4673, 13, tok.eos_id, tok.pad_id]) == "I love machine learning."
+
+
+def test_loss_mask_covers_exactly_the_answer():
+    tok = make_tokenizer("char", ["12/5=80", "1/2=49"])
+    batch = encode_examples(tok, [("12/5=", "80"), ("1/2=", "49")])
+    for row in range(2):
+        targets = batch["targets"][row][batch["loss_mask"][row]].tolist()
+        want = "80" if row == 0 else "49"
+        assert tok.decode(targets) == want and targets[-1] == tok.eos_id
+    assert batch["attention_mask"][1].sum() == 7 and batch["attention_mask"][0].sum() == 8
+    assert not batch["loss_mask"][~batch["attention_mask"]].any()
+
+
+def test_mask_first_tokens():
+    tok = make_tokenizer("char", ["abcdef"])
+    batch = encode_examples(tok, [("", "abcdef")], mask_first=3)
+    assert batch["loss_mask"][0].tolist() == [False, False, False, True, True, True, True]

@@ -1,0 +1,132 @@
+import torch
+
+from model import GPT, GPTConfig
+
+
+def tiny(**kw):
+    cfg = dict(n_layer=2, n_head=2, n_embd=16, d_ff=32, vocab_size=11, block_size=8)
+    cfg.update(kw)
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**cfg)).eval()
+
+
+def test_output_shapes_and_loss():
+    model = tiny()
+    idx = torch.randint(0, 11, (3, 8))
+    logits, loss = model(idx)
+    assert logits.shape == (3, 8, 11) and loss is None
+    logits, loss = model(idx, targets=idx)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_causal_later_tokens_do_not_change_earlier_logits():
+    model = tiny()
+    idx = torch.randint(0, 11, (1, 8))
+    changed = idx.clone()
+    changed[0, 5:] = (changed[0, 5:] + 1) % 11
+    a, _ = model(idx)
+    b, _ = model(changed)
+    assert torch.allclose(a[0, :5], b[0, :5], atol=1e-6)
+    assert not torch.allclose(a[0, 5:], b[0, 5:])
+
+
+def test_appended_pads_change_nothing_for_real_tokens():
+    model = tiny()
+    real = torch.randint(2, 11, (1, 5))
+    padded = torch.cat([real, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    a, _ = model(real)
+    b, _ = model(padded, attention_mask=mask)
+    assert torch.allclose(a[0], b[0, :5], atol=1e-5)
+
+
+def test_left_padding_with_mask_changes_nothing_for_real_tokens():
+    model = tiny()
+    real = torch.randint(2, 11, (1, 5))
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), real], dim=1)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    a, _ = model(real)
+    b, _ = model(padded, attention_mask=mask)
+    assert torch.allclose(a[0], b[0, 3:], atol=1e-5)
+    assert torch.isfinite(b).all()
+
+
+def test_pad_content_is_invisible():
+    """Whatever token sits at a masked position, real positions see the same thing."""
+    model = tiny()
+    x = torch.randint(2, 11, (2, 8))
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[:, 6:] = False
+    y = x.clone()
+    y[:, 6:] = 7
+    a, _ = model(x, attention_mask=mask)
+    b, _ = model(y, attention_mask=mask)
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-6)
+
+
+def test_loss_counts_only_masked_positions():
+    model = tiny()
+    idx = torch.randint(0, 11, (2, 8))
+    targets = torch.randint(0, 11, (2, 8))
+    loss_mask = torch.zeros(2, 8, dtype=torch.bool)
+    loss_mask[0, 3] = loss_mask[1, 6] = True
+    logits, loss = model(idx, targets, loss_mask=loss_mask)
+    logp = torch.log_softmax(logits, -1)
+    expected = -(logp[0, 3, targets[0, 3]] + logp[1, 6, targets[1, 6]]) / 2
+    assert torch.allclose(loss, expected, atol=1e-5)
+    other = targets.clone()
+    other[~loss_mask] = (other[~loss_mask] + 1) % 11  # change every unmasked target
+    _, loss2 = model(idx, other, loss_mask=loss_mask)
+    assert torch.allclose(loss, loss2)
+
+
+def test_loss_never_counts_pads_even_if_loss_mask_says_so():
+    model = tiny()
+    idx = torch.randint(0, 11, (1, 8))
+    targets = torch.randint(0, 11, (1, 8))
+    attention = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    everywhere = torch.ones(1, 8, dtype=torch.bool)
+    _, a = model(idx, targets, loss_mask=everywhere, attention_mask=attention)
+    _, b = model(idx, targets, loss_mask=attention, attention_mask=attention)
+    assert torch.allclose(a, b)
+
+
+def test_weight_tying_and_d_ff():
+    model = tiny(tie_weights=True, d_ff=24)
+    assert model.head.weight is model.tok_emb.weight
+    assert model.blocks[0].mlp.up.out_features == 24
+
+
+def test_generate_greedy_stops_at_eos():
+    model = tiny()
+    out = model.generate(torch.tensor([[1, 2]]), max_new_tokens=5, temperature=0.0)
+    assert out.shape == (1, 7)
+    first = int(out[0, 2])
+    stopped = model.generate(torch.tensor([[1, 2]]), max_new_tokens=5, eos_id=first)
+    assert stopped.shape == (1, 3)
+
+
+def test_generate_top_k_1_equals_greedy():
+    model = tiny()
+    g = torch.Generator().manual_seed(0)
+    greedy = model.generate(torch.tensor([[1]]), 6)
+    sampled = model.generate(torch.tensor([[1]]), 6, temperature=1.0, top_k=1, generator=g)
+    assert torch.equal(greedy, sampled)
+
+
+def test_positions_give_the_same_logits_and_loss_there():
+    model = tiny()
+    idx = torch.randint(0, 11, (4, 8))
+    targets = torch.randint(0, 11, (4, 8))
+    loss_mask = torch.zeros(4, 8, dtype=torch.bool)
+    loss_mask[:, [5, 6]] = True
+    full, loss = model(idx, targets, loss_mask)
+    cols = torch.tensor([5, 6])
+    part, loss_part = model(idx, targets, loss_mask, positions=cols)
+    assert part.shape == (4, 2, 11)
+    assert torch.allclose(full[:, cols], part, atol=1e-5) and torch.allclose(loss, loss_part, atol=1e-6)
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[:, 7] = False
+    padded_full, _ = model(idx, attention_mask=mask)
+    padded_part, _ = model(idx, attention_mask=mask, positions=cols)
+    assert torch.allclose(padded_full[:, cols], padded_part, atol=1e-5)

@@ -1,0 +1,165 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from common import UserError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from conftest import ROOT, needs_gpt2, run_script
+from evaluate import evaluate_batch, exact_match, score
+from generate_data import load_splits
+from train import Grokfast, eval_steps, lr_at, main as train_main
+from common import TrainConfig
+
+
+def tiny_args(tmp_path, *extra, name="run"):
+    return ["--out", str(tmp_path / name), "--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6",
+            "--data.val_frac=0.2", f"--data.data_dir={tmp_path / 'data'}", "--model.n_layer=1", "--model.n_embd=32",
+            "--model.n_head=2", "--model.d_ff=64", "--train.batch_size=16", "--train.lr=3e-3",
+            "--train.weight_decay=0.1", "--train.eval_schedule=fixed", "--train.eval_interval=10",
+            "--train.threads=1", *extra]
+
+
+def records(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("elapsed")
+    return rows
+
+
+def test_tiny_modular_run_memorises_its_training_set(tmp_path):
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=300", "--data.tokenizer=char")])
+    rows = records(tmp_path / "run")
+    assert rows[0]["step"] == 0 and rows[-1]["step"] == 300
+    assert rows[-1]["train_acc"] == 1.0
+    assert {"train_loss", "val_loss", "test_loss", "val_acc", "test_acc", "lr"} <= set(rows[-1])
+    for name in ("config.yaml", "command.txt", "env.json", "checkpoints/last.pt"):
+        assert (tmp_path / "run" / name).exists()
+
+    # evaluate.py's numbers agree with each other and with the training log
+    model, tokenizer, cfg = model_from_checkpoint(load_checkpoint(tmp_path / "run"))
+    splits = load_splits(cfg.data)
+    numbers, mistakes = score(model, tokenizer, splits["train"])
+    assert numbers["acc"] == 1.0 and numbers["exact_match"] == 1.0 and mistakes == []
+    assert abs(numbers["loss"] - rows[-1]["train_loss"]) < 1e-5
+    val, val_mistakes = score(model, tokenizer, splits["val"])
+    assert abs(val["acc"] - rows[-1]["val_acc"]) < 1e-9
+    assert val["exact_match"] == pytest.approx(val["acc"])  # greedy = teacher-forced argmax for whole answers
+    assert len(val_mistakes) == round((1 - val["acc"]) * len(splits["val"]))
+
+    out = run_script("evaluate.py", "--checkpoint", tmp_path / "run", "--all-pairs", "--json", tmp_path / "e.json").stdout
+    result = json.loads((tmp_path / "e.json").read_text())["results"]
+    assert result["all-pairs"]["count"] == 49 and result["train"]["acc"] == 1.0
+    assert "all-pairs" in out
+
+
+def test_checkpoint_save_load_gives_identical_logits(tmp_path):
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=20")])
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    model, tokenizer, _ = model_from_checkpoint(ckpt)
+    save_checkpoint(tmp_path / "copy.pt", ckpt)
+    model2, _, _ = model_from_checkpoint(load_checkpoint(tmp_path / "copy.pt"))
+    idx = torch.tensor([[tokenizer.eos_id] + tokenizer.encode("3+4=")])
+    assert torch.equal(model(idx)[0], model2(idx)[0])
+    assert not (tmp_path / "copy.pt.tmp").exists()
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    common = ["--config", "configs/div97.yaml", "--train.checkpoint_interval=15", "--train.grokfast_lambda=1",
+              "--train.grokfast_alpha=0.9", "--model.dropout=0.1"]
+    train_main(common + tiny_args(tmp_path, "--train.max_steps=60", name="whole"))
+    train_main(common + tiny_args(tmp_path, "--train.max_steps=30", name="parts"))
+    train_main(["--resume", str(tmp_path / "parts"), "--train.max_steps=60", "--no-progress"])
+    assert records(tmp_path / "whole") == records(tmp_path / "parts")
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    common = ["train.py", "--config", "configs/div97.yaml", "--train.checkpoint_interval=50",
+              "--train.log_checkpoints=false"]
+    run_script(*common, *tiny_args(tmp_path, "--train.max_steps=400", name="whole"))
+    proc = subprocess.Popen([sys.executable, *common, *tiny_args(tmp_path, "--train.max_steps=400", name="killed")],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists()
+    run_script("train.py", "--resume", tmp_path / "killed", "--no-progress")
+    assert records(tmp_path / "whole") == records(tmp_path / "killed")
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    args = ["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=5")]
+    train_main(args)
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(UserError, match="already holds a run"):
+        train_main(args)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    train_main(args + ["--overwrite"])
+
+
+def test_eval_schedules():
+    log = eval_steps(TrainConfig(max_steps=1000, eval_per_decade=10))
+    assert {0, 1, 10, 100, 1000} <= log and len(log) < 40
+    fixed = eval_steps(TrainConfig(max_steps=95, eval_schedule="fixed", eval_interval=10))
+    assert fixed == {0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95}
+
+
+def test_warmup_then_cosine():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, schedule="cosine", max_steps=110, min_lr_frac=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(110, cfg) == pytest.approx(0.1)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+
+
+def test_grokfast_matches_hand_computed_update():
+    layer = torch.nn.Linear(2, 1, bias=False)
+    filt = Grokfast(layer, alpha=0.5, lamb=2.0)
+    layer.weight.grad = torch.tensor([[1.0, 2.0]])
+    filt.apply()  # EMA starts at the first gradient: g + 2 * g
+    assert torch.allclose(layer.weight.grad, torch.tensor([[3.0, 6.0]]))
+    layer.weight.grad = torch.tensor([[3.0, 0.0]])
+    filt.apply()  # EMA = 0.5 * [1, 2] + 0.5 * [3, 0] = [2, 1]; g + 2 * EMA = [7, 2]
+    assert torch.allclose(filt.ema[0], torch.tensor([[2.0, 1.0]]))
+    assert torch.allclose(layer.weight.grad, torch.tensor([[7.0, 2.0]]))
+
+
+def test_sanity_char_memorises_and_regurgitates(tmp_path):
+    run_script("train.py", "--config", "configs/sanity.yaml", "--out", tmp_path / "s", "--no-progress")
+    last = json.loads((tmp_path / "s" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["train_loss"] < 1e-3
+    result = run_script("inference.py", "--checkpoint", tmp_path / "s")
+    assert result.stdout == "I love machine learning\n"
+    bad = run_script("inference.py", "--checkpoint", tmp_path / "s", "--prompt", "I love %", check=False)
+    assert bad.returncode == 2 and "'%'" in bad.stderr and "Traceback" not in bad.stderr
+    long = run_script("inference.py", "--checkpoint", tmp_path / "s", "--prompt", "I", "--max-new-tokens", "99", check=False)
+    assert long.returncode == 2 and "block size" in long.stderr
+
+
+@needs_gpt2
+def test_sanity_gpt2_memorises_and_regurgitates(tmp_path):
+    run_script("train.py", "--config", "configs/sanity_gpt2.yaml", "--out", tmp_path / "g", "--no-progress")
+    last = json.loads((tmp_path / "g" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["train_loss"] < 1e-3
+    assert run_script("inference.py", "--checkpoint", tmp_path / "g").stdout == "I love machine learning\n"
+
+
+@needs_gpt2
+def test_sanity_mask3_completes_but_cannot_start(tmp_path):
+    run_script("train.py", "--config", "configs/sanity_mask3.yaml", "--out", tmp_path / "m", "--no-progress")
+    given = run_script("inference.py", "--checkpoint", tmp_path / "m", "--prompt", "I love machine").stdout
+    assert given == "I love machine learning\n"
+    alone = run_script("inference.py", "--checkpoint", tmp_path / "m").stdout
+    assert not alone.startswith("I love machine")
+
+
+def test_bad_checkpoint_files(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for path in (tmp_path / "junk.pt", tmp_path / "missing.pt"):
+        result = run_script("inference.py", "--checkpoint", path, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr and str(path) in result.stderr
