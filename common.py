@@ -532,3 +532,41 @@ def model_from_checkpoint(ckpt):
 
 def dump_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- run logs
+
+def read_metrics(run_dir):
+    """The records of a run directory's metrics.jsonl, in step order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"'{run_dir}' has no metrics.jsonl; pass run directories written by train.py")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_run_config(run_dir):
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"'{run_dir}' has no config.yaml; pass run directories written by train.py")
+    return yaml.safe_load(path.read_text())
+
+
+def first_step(records, key, level):
+    """First logged step where records[key] >= level, or None if it never gets there."""
+    return next((r["step"] for r in records if r.get(key, -1.0) >= level), None)
+
+
+def grokking_summary(records, heldout="test"):
+    """Steps to reach 99% and 100% accuracy on train and on a held-out split, and the lag
+    between them (held-out minus train; zero or negative when the two come together or
+    generalisation comes first). None where a level was never reached within the budget."""
+    out = {"last_step": records[-1]["step"]}
+    for level, tag in ((0.99, "99"), (1.0, "100")):
+        train_step = first_step(records, "train_acc", level)
+        held_step = first_step(records, f"{heldout}_acc", level)
+        out[f"train_{tag}"], out[f"{heldout}_{tag}"] = train_step, held_step
+        out[f"lag_{tag}"] = None if train_step is None or held_step is None else held_step - train_step
+    out["grokked"] = out[f"{heldout}_99"] is not None
+    for key in ("train_loss", "train_acc", f"{heldout}_loss", f"{heldout}_acc"):
+        out[f"final_{key}"] = records[-1].get(key)
+    return out

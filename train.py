@@ -25,8 +25,8 @@ import torch
 import yaml
 
 from common import (UserError, batch_model_inputs, config_from_dict, config_to_dict, describe_keys,
-                    dump_json, encode_examples, load_checkpoint, load_config, make_tokenizer,
-                    pick_device, rng_state, run_cli, save_checkpoint, seed_everything, set_rng_state,
+                    dump_json, encode_examples, grokking_summary, load_checkpoint, load_config, make_tokenizer,
+                    pick_device, read_metrics, rng_state, run_cli, save_checkpoint, seed_everything, set_rng_state,
                     set_value, parse_override, slice_batch, tokenizer_from_state, validate)
 from evaluate import evaluate_batch
 from generate_data import load_splits
@@ -211,6 +211,7 @@ def train(args, overrides):
         step = resume_ckpt["step"]
         _truncate_metrics(out / "metrics.jsonl", step)
         log(f"resuming {out} from step {step}")
+        (out / "summary.json").unlink(missing_ok=True)
     else:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         (out / "command.txt").write_text(" ".join(sys.argv) + "\n")
@@ -295,7 +296,11 @@ def train(args, overrides):
         for s, h in handlers.items():
             signal.signal(s, h)
     checkpoint(out / "checkpoints" / "last.pt")
-    log(f"done: {out} (step {step}, {time.time() - start_time:.1f}s)")
+    seconds = time.time() - start_time
+    # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
+    dump_json(out / "summary.json", {"step": step, "seconds": round(seconds, 1),
+                                     **grokking_summary(read_metrics(out))})
+    log(f"done: {out} (step {step}, {seconds:.1f}s)")
     return out
 
 

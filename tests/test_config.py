@@ -71,3 +71,22 @@ def test_help_lists_every_key():
     out = run_script("train.py", "--help").stdout
     for key in ("--train.lr=0.001", "--model.d_ff=512", "--data.op='/'", "--seed=0", "--train.grokfast_lambda"):
         assert key in out
+
+
+def _log(pairs):
+    return [{"step": s, "train_acc": t, "test_acc": v} for s, t, v in pairs]
+
+
+def test_grokking_summary_on_synthetic_logs():
+    from common import grokking_summary
+
+    never = grokking_summary(_log([(0, 0.0, 0.0), (100, 1.0, 0.1), (1000, 1.0, 0.2)]))
+    assert never["train_100"] == 100 and never["test_99"] is None and never["lag_100"] is None
+    assert not never["grokked"]
+
+    early = grokking_summary(_log([(0, 0.0, 0.0), (100, 0.9, 0.995), (200, 1.0, 1.0)]))
+    assert early["test_99"] == 100 and early["train_99"] == 200 and early["lag_99"] == -100
+    assert early["lag_100"] == 0 and early["grokked"]
+
+    collapse = grokking_summary(_log([(0, 0, 0), (10, 1.0, 0.0), (500, 1.0, 1.0), (600, 0.5, 0.4), (900, 1.0, 1.0)]))
+    assert collapse["test_100"] == 500 and collapse["lag_100"] == 490 and collapse["final_test_acc"] == 1.0

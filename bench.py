@@ -1,0 +1,180 @@
+"""Benchmark: training-step throughput of the paper's model, parallel runs, and time-to-grok.
+
+    python bench.py            # throughput table, parallel runs, time-to-grok (3 seeds each)
+    python bench.py --quick    # a smoke test in under a minute (no time-to-grok)
+
+Variants of one training step (x/y mod 97, batch 512, 2 layers, width 128, AdamW), all from the
+same initial weights on the same batches:
+  baseline      eager fp32, logits and loss over every position (a plain nanoGPT-style step)
+  answer-only   the last block and the head run only at the answer positions
+  bf16          bf16 autocast, fp32 weights and optimizer
+  bf16+answer   both (what train.py does with precision: bf16 on fixed-format data)
+GFLOP/s counts the matmul work each variant really does; "peak" is this machine's own measured
+fp32 (or bf16) matmul rate on large square matrices.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import batch_model_inputs, encode_examples, load_config, make_tokenizer
+from generate_data import load_splits
+from model import GPT
+from train import make_optimizer
+
+
+def matmul_peak(dtype, size=2048, repeats=5):
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times) / 1e9
+
+
+def step_flops(cfg, batch, positions):
+    """Matmul FLOPs of one forward + backward (x3 the forward) of the model on this batch."""
+    B, T = batch
+    C, F, V, L = cfg.n_embd, cfg.d_ff, cfg.vocab_size, cfg.n_layer
+    per_token_layer = 2 * (4 * C * C + 2 * C * F)  # qkv + proj, up + down
+    attention = 2 * 2 * T * T * C  # scores and weighted sum, per layer
+    forward = (L * (B * T * per_token_layer + B * attention)) + 2 * B * T * C * V
+    if positions is not None:  # last layer: qkv on every token, the rest only at P positions
+        P = len(positions)
+        full_last = B * T * per_token_layer + B * attention + 2 * B * T * C * V
+        part_last = B * T * 2 * 3 * C * C + B * P * 2 * (C * C + 2 * C * F) + 2 * 2 * B * P * T * C + 2 * B * P * C * V
+        forward += part_last - full_last
+    return 3 * forward
+
+
+def setup(seed=0):
+    cfg = load_config("configs/div97.yaml")
+    splits = load_splits(cfg.data, log=lambda m: None)
+    tokenizer = make_tokenizer("number", [p + c for rows in splits.values() for p, c in rows])
+    batch = encode_examples(tokenizer, splits["train"])
+    cfg.model.vocab_size, cfg.model.block_size = tokenizer.vocab_size, batch["idx"].size(1)
+    return cfg, batch
+
+
+def time_variant(cfg, batch, bf16, answer_only, steps, repeats, seed=0):
+    """Median steps/s over repeats (after a warm-up), and the loss after every step of one pass."""
+    torch.manual_seed(seed)
+    model = GPT(cfg.model)
+    optimizer = make_optimizer(model, cfg.train)
+    _, positions = batch_model_inputs(batch)
+    positions = positions if answer_only else None
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    order = torch.Generator().manual_seed(seed)
+    indices = [torch.randint(0, batch["idx"].size(0), (cfg.train.batch_size,), generator=order)
+               for _ in range(steps)]
+    rates, losses = [], []
+    for repeat in range(repeats + 1):  # the first pass is the warm-up
+        start = time.perf_counter()
+        for index in indices:
+            with autocast():
+                _, loss = model(batch["idx"][index], batch["targets"][index], batch["loss_mask"][index],
+                                positions=positions)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if repeat == 0:
+                losses.append(loss.item())
+        if repeat > 0:
+            rates.append(steps / (time.perf_counter() - start))
+    return statistics.median(rates), losses, positions
+
+
+def throughput(args):
+    torch.set_num_threads(args.threads)
+    cfg, batch = setup()
+    peak32, peak16 = matmul_peak(torch.float32, args.peak_size), matmul_peak(torch.bfloat16, args.peak_size)
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads; "
+          f"measured matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16\n")
+    print(f"{'variant':14s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'loss@' + str(args.steps):>10s}")
+    base = None
+    for name, bf16, answer in [("baseline", False, False), ("answer-only", False, True),
+                               ("bf16", True, False), ("bf16+answer", True, True)]:
+        rate, losses, positions = time_variant(cfg, batch, bf16, answer, args.steps, args.repeats)
+        base = base or rate
+        gflops = step_flops(cfg.model, (cfg.train.batch_size, batch["idx"].size(1)), positions) * rate / 1e9
+        peak = peak16 if bf16 else peak32
+        print(f"{name:14s} {rate:8.1f} {rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} {losses[-1]:10.4f}")
+
+
+def worker(args):
+    """One process of the parallel-runs measurement: prints its steps/s as JSON."""
+    torch.set_num_threads(args.threads)
+    cfg, batch = setup()
+    rate, _, _ = time_variant(cfg, batch, True, True, args.steps, args.repeats)
+    print(json.dumps({"rate": rate}))
+
+
+def parallel(args):
+    def launch(n_procs, threads):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        command = [sys.executable, __file__, "--worker", "--threads", str(threads),
+                   "--steps", str(args.steps), "--repeats", str(args.repeats)]
+        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n_procs)]
+        return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["rate"] for p in procs)
+
+    cores = os.cpu_count() or 1
+    print(f"\nparallel runs (bf16+answer), model-steps/s summed over processes on {cores} cores:")
+    print(f"  1 process x {cores} threads: {launch(1, cores):6.1f}")
+    print(f"  {cores} processes x 1 thread: {launch(cores, 1):6.1f}")
+
+
+def time_to_grok(config, seeds, extra=()):
+    """Wall-clock from process start until val accuracy first reaches 99%, per seed."""
+    print(f"\ntime-to-grok, {config} (stop at val 99%), 2 threads:")
+    print(f"  {'seed':>4s} {'wall s':>7s} {'train 99% at':>13s} {'val 99% at':>11s}")
+    walls = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.time()
+            subprocess.run([sys.executable, "train.py", "--config", config, "--out", tmp, f"--seed={seed}",
+                            "--overwrite", "--no-progress", "--train.stop_val_acc=0.99", "--train.stop_patience=1",
+                            "--train.threads=2", "--train.log_checkpoints=false", *extra],
+                           check=True, stderr=subprocess.DEVNULL)
+            wall = time.time() - start
+            summary = json.loads((Path(tmp) / "summary.json").read_text())
+        walls.append(wall)
+        print(f"  {seed:4d} {wall:7.1f} {summary['train_99']!s:>13s} {summary['val_99']!s:>11s}")
+    print(f"  median {statistics.median(walls):.1f} s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few steps, no time-to-grok: a smoke test")
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--steps", type=int, default=30, help="training steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--grok-configs", nargs="*", default=["configs/div97_fast.yaml", "configs/div97.yaml"])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--peak-size", type=int, default=2048, help="matrix size for the matmul peak")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.repeats, args.peak_size = 3, 1, 512
+    if args.worker:
+        return worker(args)
+    throughput(args)
+    parallel(args)
+    if not args.quick:
+        for config in args.grok_configs:
+            time_to_grok(config, args.seeds)
+
+
+if __name__ == "__main__":
+    main()

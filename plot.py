@@ -1,0 +1,138 @@
+"""Figures from run directories (their metrics.jsonl and config.yaml; nothing else).
+
+    python plot.py results/grok/div97_s0 results/grok/div97_s1 --out figures/div97.png
+    python plot.py results/ablate_wd/* --group-by train.weight_decay --out figures/wd.png
+
+Default: accuracy (top) and loss (bottom) against optimisation steps on a log axis, as in Figure 1
+of Power et al. 2022. Several runs are drawn as the mean with a min-max band; dotted lines mark the
+first steps where train and validation accuracy reach 99%. --group-by overlays one curve per value
+of a config key.
+"""
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
+
+
+def config_value(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise UserError(f"config key '{dotted}' is not in this run's config.yaml")
+        node = node[part]
+    return node
+
+
+def on_grid(runs, key, grid):
+    """Each run's curve on a shared step grid; a run that stopped early keeps its last value."""
+    rows = []
+    for records in runs:
+        steps = np.array([r["step"] for r in records], dtype=float)
+        values = np.array([r.get(key, np.nan) for r in records], dtype=float)
+        rows.append(np.interp(grid, steps, values))
+    return np.array(rows)
+
+
+def draw_band(ax, grid, curves, label, color, style="-"):
+    ax.plot(grid, curves.mean(axis=0), style, color=color, label=label, lw=1.6)
+    if len(curves) > 1:
+        ax.fill_between(grid, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.18, lw=0)
+
+
+def step_grid(runs):
+    steps = sorted({r["step"] for records in runs for r in records})
+    return np.array([max(s, 1) for s in steps], dtype=float)  # step 0 sits at 1 on a log axis
+
+
+def figure_runs(run_dirs, out, title=None):
+    runs = [read_metrics(d) for d in run_dirs]
+    grid = step_grid(runs)
+    fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    colors = {"train": "tab:red", "val": "tab:green", "test": "tab:blue"}
+    for split in ("train", "val"):
+        if not any(f"{split}_acc" in r[0] for r in runs):
+            continue
+        draw_band(acc_ax, grid, on_grid(runs, f"{split}_acc", grid) * 100, split, colors[split])
+        draw_band(loss_ax, grid, on_grid(runs, f"{split}_loss", grid), split, colors[split])
+        reached = [first_step(r, f"{split}_acc", 0.99) for r in runs]
+        for step in filter(None, reached):
+            acc_ax.axvline(max(step, 1), color=colors[split], ls=":", lw=1)
+    acc_ax.set_ylabel("accuracy (%)")
+    acc_ax.set_ylim(-2, 102)
+    loss_ax.set_ylabel("loss (answer tokens)")
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("optimisation steps")
+    for ax in (acc_ax, loss_ax):
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    n = f"{len(runs)} runs: mean, min-max band" if len(runs) > 1 else "1 run"
+    acc_ax.set_title(title or f"{Path(run_dirs[0]).name} ({n}; dotted: first 99%)")
+    save(fig, out)
+    return fig
+
+
+def figure_groups(run_dirs, key, out, title=None, split="val"):
+    groups = defaultdict(list)
+    for d in run_dirs:
+        groups[config_value(read_run_config(d), key)].append(read_metrics(d))
+    fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    cmap = plt.get_cmap("viridis")
+    values = sorted(groups, key=lambda v: (isinstance(v, str), v))
+    for i, value in enumerate(values):
+        runs = groups[value]
+        grid = step_grid(runs)
+        color = cmap(i / max(1, len(values) - 1))
+        draw_band(acc_ax, grid, on_grid(runs, f"{split}_acc", grid) * 100, f"{key}={value} ({len(runs)})", color)
+        draw_band(acc_ax, grid, on_grid(runs, "train_acc", grid) * 100, None, color, style=":")
+        draw_band(loss_ax, grid, on_grid(runs, f"{split}_loss", grid), None, color)
+    acc_ax.set_ylabel(f"{split} accuracy (%) [dotted: train]")
+    acc_ax.set_ylim(-2, 102)
+    loss_ax.set_ylabel(f"{split} loss")
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("optimisation steps")
+    for ax in (acc_ax, loss_ax):
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    acc_ax.legend(loc="best", fontsize=8)
+    acc_ax.set_title(title or f"{split} accuracy by {key} (mean and min-max over seeds)")
+    save(fig, out)
+    return fig
+
+
+def save(fig, out):
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.yaml)")
+    parser.add_argument("--out", required=True, help="output image, e.g. figures/div97.png")
+    parser.add_argument("--group-by", metavar="KEY", help="overlay one curve per value of this config key, e.g. train.weight_decay")
+    parser.add_argument("--split", default="val", choices=["val", "test"], help="held-out split for --group-by (default val)")
+    parser.add_argument("--title")
+    args = parser.parse_args()
+    for d in args.runs:
+        if not Path(d).is_dir():
+            raise UserError(f"'{d}' is not a run directory")
+    if args.group_by:
+        figure_groups(args.runs, args.group_by, args.out, args.title, args.split)
+    else:
+        figure_runs(args.runs, args.out, args.title)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,78 @@
+"""plot.py, sweep.py, bench.py and export_checkpoint.py on tiny runs."""
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from conftest import run_script
+from train import main as train_main
+
+TINY = ["--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6", "--model.n_layer=1",
+        "--model.n_embd=32", "--model.n_head=2", "--model.d_ff=64", "--train.batch_size=16", "--train.lr=3e-3",
+        "--train.threads=1", "--train.max_steps=40", "--train.eval_per_decade=5"]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for seed in (0, 1):
+        train_main(["--config", "configs/div97.yaml", "--out", str(root / f"s{seed}"), f"--seed={seed}",
+                    f"--data.data_dir={root / 'data'}", *TINY])
+    return root
+
+
+def test_plot_writes_figures(tiny_runs, tmp_path):
+    import plot
+
+    fig = plot.figure_runs([tiny_runs / "s0", tiny_runs / "s1"], tmp_path / "a.png")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["accuracy (%)", "loss (answer tokens)"]
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    assert [l.get_label() for l in fig.axes[0].get_lines() if not l.get_label().startswith("_")] == ["train", "val"]
+    fig = plot.figure_groups([tiny_runs / "s0", tiny_runs / "s1"], "seed", tmp_path / "b.png")
+    assert {"seed=0 (1)", "seed=1 (1)"} <= {l.get_label() for l in fig.axes[0].get_lines()}
+    run_script("plot.py", tiny_runs / "s0", tiny_runs / "s1", "--out", tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    run_script("plot.py", tiny_runs / "s0", tiny_runs / "s1", "--group-by", "seed", "--out", tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 10_000
+    bad = run_script("plot.py", tiny_runs / "s0", "--group-by", "train.nope", "--out", tmp_path / "h.png", check=False)
+    assert bad.returncode == 2 and "train.nope" in bad.stderr
+
+
+def test_sweep_runs_resumes_and_prints_commands(tmp_path):
+    sweep = {"name": "t", "out": str(tmp_path / "out"), "base": "configs/div97.yaml", "seeds": [0, 1],
+             "vary": {"train.weight_decay": [0.0, 1.0]},
+             "set": {f"{k[2:].split('=')[0]}": yaml.safe_load(k.split("=")[1]) for k in TINY if "=" in k}
+             | {"data.data_dir": str(tmp_path / "data")}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    commands = run_script("sweep.py", path, "--print-commands").stdout.splitlines()
+    assert len(commands) == 4 and all("train.py --config configs/div97.yaml" in c for c in commands)
+    assert sum("--train.weight_decay=0.0" in c for c in commands) == 2
+    first = run_script("sweep.py", path, "--jobs", "2")
+    assert "4 runs, 0 already done" in first.stderr
+    again = run_script("sweep.py", path, "--jobs", "2")
+    assert "4 runs, 4 already done" in again.stderr
+    rows = list(csv.reader(open(tmp_path / "out" / "summary.csv")))
+    assert rows[0][:3] == ["config", "train.weight_decay", "seeds"] and len(rows) == 3
+    assert (tmp_path / "out" / "summary.md").read_text().count("\n") == 4
+
+
+def test_bench_quick_prints_its_table():
+    out = run_script("bench.py", "--quick").stdout
+    lines = out.splitlines()
+    header = next(i for i, l in enumerate(lines) if l.startswith("variant"))
+    names = [l.split()[0] for l in lines[header + 1:header + 5]]
+    assert names == ["baseline", "answer-only", "bf16", "bf16+answer"]
+    assert "processes x 1 thread" in out and "measured matmul peak" in out
+
+
+def test_export_keeps_weights_only(tiny_runs, tmp_path):
+    run_script("export_checkpoint.py", tiny_runs / "s0", tmp_path / "small.pt")
+    import torch
+
+    small = torch.load(tmp_path / "small.pt", weights_only=True)
+    assert "optimizer" not in small and "model" in small
+    out = run_script("inference.py", "--checkpoint", tmp_path / "small.pt", "--prompt", "3+4=")
+    assert out.stdout.startswith("3+4=")
