@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import shutil
 import signal
@@ -22,7 +23,9 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 
 from common import (UserError, batch_model_inputs, config_from_dict, config_to_dict, describe_keys,
                     dump_json, encode_examples, grokking_summary, load_checkpoint, load_config, make_tokenizer,
@@ -124,6 +127,46 @@ class BatchOrder:
         self.pos = state["pos"]
 
 
+class Distributed:
+    """Data parallelism under torchrun (RANK, LOCAL_RANK, WORLD_SIZE from the environment).
+
+    Every rank draws the same global batch and trains on its own slice of it; DDP averages the
+    gradients, so batch size and learning rate mean what they mean in a single process. Only
+    rank 0 evaluates, logs and writes checkpoints.
+    """
+
+    def __init__(self, device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.is_main = self.rank == 0
+        self.device = device
+        if self.world > 1:
+            if device == "cuda":
+                self.device = f"cuda:{self.local_rank}"
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+
+    def my_share(self, index):
+        return index if self.world == 1 else index.view(self.world, -1)[self.rank]
+
+    def any(self, flag):
+        """True on every rank if flag is True on any rank."""
+        if self.world == 1:
+            return bool(flag)
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self):
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
 def describe_environment(device):
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
@@ -136,17 +179,18 @@ def describe_environment(device):
             "threads": torch.get_num_threads()}
 
 
-def prepare_run_dir(out, resume, overwrite):
-    out = Path(out)
-    if resume:
-        return out
-    if (out / "metrics.jsonl").exists() or (out / "checkpoints").exists():
-        if not overwrite:
-            raise UserError(f"run directory '{out}' already holds a run; use --resume {out} to continue it, "
-                            "--overwrite to start it again, or --out to pick another directory")
-        shutil.rmtree(out)
+def check_run_dir(out, resume, overwrite):
+    """Refuse to start over a run directory that holds a run, unless told to."""
+    holds_run = (out / "metrics.jsonl").exists() or (out / "checkpoints").exists()
+    if not resume and holds_run and not overwrite:
+        raise UserError(f"run directory '{out}' already holds a run; use --resume {out} to continue it, "
+                        "--overwrite to start it again, or --out to pick another directory")
+
+
+def prepare_run_dir(out, resume):
+    if not resume and out.exists():
+        shutil.rmtree(out)  # only reached with --overwrite, or for a folder without a run
     out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def parse_args(argv=None):
@@ -176,13 +220,20 @@ def train(args, overrides):
     else:
         cfg = load_config(args.config, overrides)
         out = Path(args.out or cfg.out_dir or Path("runs") / cfg.name)
-    out = prepare_run_dir(out, args.resume, args.overwrite)
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    device = pick_device(tc.device)
+    ddp = Distributed(pick_device(tc.device))
+    device = ddp.device
+    if tc.batch_size % ddp.world:
+        raise UserError(f"train.batch_size {tc.batch_size} must be divisible by the {ddp.world} processes")
+    check_run_dir(out, args.resume, args.overwrite)
+    ddp.barrier()  # every rank has checked before rank 0 writes anything
+    if ddp.is_main:
+        prepare_run_dir(out, args.resume)
+    ddp.barrier()
     seed_everything(cfg.seed)
-    log = lambda message: print(message, file=sys.stderr)
+    log = (lambda message: print(message, file=sys.stderr)) if ddp.is_main else (lambda message: None)
 
     # Data: tokenizer from every split (so val/test hold no unknown symbol), tensors on the device.
     splits = load_splits(cfg.data, log)
@@ -202,27 +253,35 @@ def train(args, overrides):
     order = BatchOrder(batches["train"]["idx"].size(0), tc.batch_size, cfg.seed, device)
     step = 0
     if resume_ckpt is not None:
-        model.load_state_dict(resume_ckpt["model"])
-        optimizer.load_state_dict(resume_ckpt["optimizer"])
+        try:
+            model.load_state_dict(resume_ckpt["model"])
+            optimizer.load_state_dict(resume_ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(f"checkpoint in '{out}' does not match the requested model (drop the model "
+                            f"overrides to resume it): {str(e).splitlines()[0][:160]}")
         order.load_state_dict(resume_ckpt["batch_order"])
         if grokfast is not None and resume_ckpt.get("grokfast"):
             grokfast.load_state_dict(resume_ckpt["grokfast"])
         set_rng_state(resume_ckpt["rng"])
         step = resume_ckpt["step"]
-        _truncate_metrics(out / "metrics.jsonl", step)
         log(f"resuming {out} from step {step}")
-        (out / "summary.json").unlink(missing_ok=True)
-    else:
+        if ddp.is_main:
+            _truncate_metrics(out / "metrics.jsonl", step)
+            (out / "summary.json").unlink(missing_ok=True)
+    elif ddp.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         (out / "command.txt").write_text(" ".join(sys.argv) + "\n")
         dump_json(out / "env.json", describe_environment(device))
     compiled = torch.compile(model) if tc.compile else model
+    trained = DistributedDataParallel(compiled) if ddp.world > 1 else compiled
     autocast = (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)) \
         if tc.precision == "bf16" else contextlib.nullcontext
     log(f"{model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, "
         f"block {cfg.model.block_size}, device {device}, train {order.n} examples, batch {order.batch_size}")
 
     def checkpoint(path):
+        if not ddp.is_main:
+            return
         save_checkpoint(path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "config": config_to_dict(cfg), "tokenizer": tokenizer.state(), "rng": rng_state(),
@@ -240,13 +299,13 @@ def train(args, overrides):
     hits = _trailing_hits(out / "metrics.jsonl", tc.stop_val_acc)
     resumed_at = step if resume_ckpt is not None else None
     start_time = time.time()
-    progress = _progress(tc.max_steps, step, args.no_progress)
-    metrics_file = open(out / "metrics.jsonl", "a")
+    progress = _progress(tc.max_steps, step, args.no_progress or not ddp.is_main)
+    metrics_file = open(out / "metrics.jsonl", "a") if ddp.is_main else None
     try:
         while True:
             # A checkpoint at step s is written after the evaluation at s, so resuming from it
             # neither repeats nor skips a record.
-            if step != resumed_at:
+            if step != resumed_at and ddp.is_main:
                 if step in evals:
                     record = {"step": step, "lr": lr_at(max(step - 1, 0), tc)}
                     for name, batch in batches.items():
@@ -258,7 +317,7 @@ def train(args, overrides):
                     progress.set_postfix_str(" ".join(
                         f"{k} {record[k]:.3g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in record))
                     hits = hits + 1 if record.get("val_acc", 0.0) >= tc.stop_val_acc else 0
-            if tc.stop_patience and hits >= tc.stop_patience:
+            if ddp.any(tc.stop_patience and hits >= tc.stop_patience):
                 log(f"stopping at step {step}: val accuracy >= {tc.stop_val_acc} for {hits} evaluations")
                 break
             if step >= tc.max_steps:
@@ -268,18 +327,18 @@ def train(args, overrides):
                     checkpoint(out / "checkpoints" / "last.pt")
                 if tc.log_checkpoints and step >= 1000 and math.log10(step).is_integer():
                     checkpoint(out / "checkpoints" / f"step_{step}.pt")
-            if stop_signal:
+            if ddp.any(stop_signal):
                 checkpoint(out / "checkpoints" / "last.pt")
                 log(f"interrupted at step {step}; checkpoint saved. Continue with: python train.py --resume {out}")
                 raise SystemExit(130)
 
-            index = order.next()
+            index = ddp.my_share(order.next())
             batch = slice_batch(train_batch, index)
             lr = lr_at(step, tc)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast():
-                _, loss = compiled(batch["idx"], batch["targets"], batch["loss_mask"],
+                _, loss = trained(batch["idx"], batch["targets"], batch["loss_mask"],
                                    None if attention_mask is None else batch["attention_mask"], positions)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -292,14 +351,17 @@ def train(args, overrides):
             progress.update(1)
     finally:
         progress.close()
-        metrics_file.close()
+        if metrics_file:
+            metrics_file.close()
         for s, h in handlers.items():
             signal.signal(s, h)
+        ddp.close()
     checkpoint(out / "checkpoints" / "last.pt")
     seconds = time.time() - start_time
-    # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
-    dump_json(out / "summary.json", {"step": step, "seconds": round(seconds, 1),
-                                     **grokking_summary(read_metrics(out))})
+    if ddp.is_main:
+        # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
+        dump_json(out / "summary.json", {"step": step, "seconds": round(seconds, 1),
+                                         **grokking_summary(read_metrics(out))})
     log(f"done: {out} (step {step}, {seconds:.1f}s)")
     return out
 

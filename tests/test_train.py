@@ -163,3 +163,20 @@ def test_bad_checkpoint_files(tmp_path):
     for path in (tmp_path / "junk.pt", tmp_path / "missing.pt"):
         result = run_script("inference.py", "--checkpoint", path, check=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr and str(path) in result.stderr
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    args = ["--config", "configs/div97.yaml", "--train.max_steps=60"]
+    run_script("train.py", *args, *tiny_args(tmp_path, name="single"))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "train.py"]
+    result = subprocess.run([*torchrun, *args, *tiny_args(tmp_path, name="ddp")], cwd=ROOT,
+                            capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    single, ddp = records(tmp_path / "single"), records(tmp_path / "ddp")
+    assert [r["step"] for r in single] == [r["step"] for r in ddp]
+    for a, b in zip(single, ddp):
+        for key in ("train_loss", "val_loss", "test_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5)
+    # rank 0's checkpoint loads and continues in a single process
+    run_script("train.py", "--resume", tmp_path / "ddp", "--train.max_steps=70", "--no-progress")
+    assert records(tmp_path / "ddp")[-1]["step"] == 70
