@@ -227,16 +227,20 @@ def train(args, overrides):
     device = ddp.device
     if tc.batch_size % ddp.world:
         raise UserError(f"train.batch_size {tc.batch_size} must be divisible by the {ddp.world} processes")
+    log = (lambda message: print(message, file=sys.stderr)) if ddp.is_main else (lambda message: None)
     check_run_dir(out, args.resume, args.overwrite)
-    ddp.barrier()  # every rank has checked before rank 0 writes anything
-    if ddp.is_main:
+    # Rank 0 generates the data set if it is missing; bad data settings fail before anything
+    # is written to the run directory.
+    splits = load_splits(cfg.data, log) if ddp.is_main else None
+    ddp.barrier()  # every rank has checked the run directory and can read the data now
+    if not ddp.is_main:
+        splits = load_splits(cfg.data, log)
+    else:
         prepare_run_dir(out, args.resume)
     ddp.barrier()
     seed_everything(cfg.seed)
-    log = (lambda message: print(message, file=sys.stderr)) if ddp.is_main else (lambda message: None)
 
-    # Data: tokenizer from every split (so val/test hold no unknown symbol), tensors on the device.
-    splits = load_splits(cfg.data, log)
+    # Tokenizer from every split (so val/test hold no unknown symbol); tensors on the device.
     if resume_ckpt is not None:
         tokenizer = tokenizer_from_state(resume_ckpt["tokenizer"])
     else:
