@@ -76,3 +76,16 @@ def test_export_keeps_weights_only(tiny_runs, tmp_path):
     assert "optimizer" not in small and "model" in small
     out = run_script("inference.py", "--checkpoint", tmp_path / "small.pt", "--prompt", "3+4=")
     assert out.stdout.startswith("3+4=")
+
+
+def test_shipped_div97_checkpoint(tmp_path):
+    out = run_script("inference.py", "--checkpoint", "checkpoints/div97.pt", "--prompt", "12/5=")
+    assert out.stdout == "12/5=80\n"
+    run_script("evaluate.py", "--checkpoint", "checkpoints/div97.pt", "--all-pairs", "--split", "test",
+               "--json", tmp_path / "e.json")
+    result = json.loads((tmp_path / "e.json").read_text())["results"]["all-pairs"]
+    assert result["count"] == 9312 and result["acc"] == 1.0 and result["exact_match"] == 1.0
+
+
+def test_shipped_sanity_checkpoint():
+    assert run_script("inference.py", "--checkpoint", "checkpoints/sanity.pt").stdout == "I love machine learning\n"
