@@ -14,7 +14,8 @@ A sweep file (YAML):
     set: {train.stop_patience: 10}    # overrides shared by every run
 
 Finished runs (those with summary.json) are skipped and interrupted ones resumed, so an
-interrupted sweep picks up where it stopped. Writes summary.md and summary.csv into `out`.
+interrupted sweep picks up where it stopped. Writes summary.md and summary.csv (a row per cell,
+mean ± standard deviation over seeds) and runs.csv (a row per run) into `out`.
 """
 
 import argparse
@@ -66,18 +67,20 @@ def plan(spec):
     """One dict per run: name, base, seed, the varied values, and its train.py command line."""
     keys = list(spec["vary"])
     runs = []
-    for base in spec["base"]:
-        for values in itertools.product(*(spec["vary"][k] for k in keys)):
-            cell = dict(zip(keys, values))
-            for seed in spec["seeds"]:
+    # Seeds outermost: an interrupted sweep has covered every cell once before repeating any.
+    for seed in spec["seeds"]:
+        for base in spec["base"]:
+            for values in itertools.product(*(spec["vary"][k] for k in keys)):
+                cell = dict(zip(keys, values))
                 parts = [Path(base).stem] + [f"{k.split('.')[-1]}{fmt(v)}" for k, v in cell.items()] + [f"s{seed}"]
                 name = "_".join(parts).replace("/", "-").replace(" ", "")
                 out = Path(spec["out"]) / name
                 overrides = [f"--{k}={fmt(v)}" for k, v in {**spec["set"], **cell}.items()]
-                if (out / "config.yaml").exists() and not (out / "summary.json").exists():
+                if (out / "checkpoints" / "last.pt").exists() and not (out / "summary.json").exists():
                     command = ["train.py", "--resume", str(out)]
-                else:
-                    command = ["train.py", "--config", base, "--out", str(out), f"--seed={seed}", *overrides]
+                else:  # --overwrite: a run stopped before its first checkpoint starts again
+                    command = ["train.py", "--config", base, "--out", str(out), f"--seed={seed}",
+                               *overrides, "--overwrite"]
                 command += ["--train.threads=1", "--no-progress"]
                 runs.append({"name": name, "base": base, "seed": seed, "cell": cell, "out": out, "command": command})
     return runs
@@ -98,12 +101,21 @@ def run_one(run):
 def summarize(spec, runs):
     """Per cell: mean and spread over seeds of the grokking numbers; writes summary.md/.csv."""
     heldout = spec["heldout"]
-    cells = {}
+    cells, per_run = {}, []
     for run in runs:
         if not (run["out"] / "metrics.jsonl").exists():
             continue
         key = (Path(run["base"]).stem, tuple(run["cell"].items()))
-        cells.setdefault(key, []).append(grokking_summary(read_metrics(run["out"]), heldout))
+        result = grokking_summary(read_metrics(run["out"]), heldout)
+        cells.setdefault(key, []).append(result)
+        per_run.append({"run": run["name"], "seed": run["seed"], **result})
+    out = Path(spec["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    if per_run:
+        with open(out / "runs.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(per_run[0]))
+            writer.writeheader()
+            writer.writerows(per_run)
     columns = ["config", *spec["vary"], "seeds", f"grokked ({heldout} 99%)", "train 99%", f"{heldout} 99%",
                "train 100%", f"{heldout} 100%", "lag 100% (steps)", "final train acc", f"final {heldout} acc",
                "final train loss", f"final {heldout} loss", "last step"]
@@ -124,8 +136,6 @@ def summarize(spec, runs):
                      stat("train_99"), stat(f"{heldout}_99"), stat("train_100"), stat(f"{heldout}_100"),
                      stat("lag_100"), stat("final_train_acc", 4), stat(f"final_{heldout}_acc", 4),
                      stat("final_train_loss", 4), stat(f"final_{heldout}_loss", 4), stat("last_step")])
-    out = Path(spec["out"])
-    out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([columns, *rows])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
