@@ -71,6 +71,7 @@ class TrainConfig:
     eval_interval: int = 100
     eval_per_decade: int = 20
     eval_batch_size: int = 8192
+    eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])  # scored at each evaluation
     stop_patience: int = 0  # stop once val accuracy >= stop_val_acc for this many evals; 0 = never
     stop_val_acc: float = 1.0
     checkpoint_interval: int = 1000  # steps between overwrites of last.pt
@@ -244,6 +245,9 @@ def validate(cfg):
         raise UserError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if not 0.0 <= t.grokfast_alpha < 1.0:
         raise UserError(f"train.grokfast_alpha must be in [0, 1), got {t.grokfast_alpha}")
+    unknown_splits = [x for x in t.eval_splits if x not in ("train", "val", "test")]
+    if unknown_splits or not t.eval_splits:
+        raise UserError(f"train.eval_splits must list some of train, val, test; got {t.eval_splits}")
     if not all(0.0 <= b < 1.0 for b in t.betas):
         raise UserError(f"train.betas must each be in [0, 1), got {t.betas}")
     if d.kind == "modular":

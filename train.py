@@ -312,8 +312,8 @@ def train(args, overrides):
             if step != resumed_at and ddp.is_main:
                 if step in evals:
                     record = {"step": step, "lr": lr_at(max(step - 1, 0), tc)}
-                    for name, batch in batches.items():
-                        numbers = evaluate_batch(compiled, batch, tc.eval_batch_size, autocast)
+                    for name in [n for n in tc.eval_splits if n in batches]:
+                        numbers = evaluate_batch(compiled, batches[name], tc.eval_batch_size, autocast)
                         record[f"{name}_loss"], record[f"{name}_acc"] = numbers["loss"], numbers["acc"]
                     record["elapsed"] = round(time.time() - start_time, 3)
                     metrics_file.write(json.dumps(record) + "\n")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Re-run every experiment behind the README (hours on 2 CPU cores; minutes per run on a GPU).
+# Each sweep skips runs already finished, so this can be stopped and started again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$(cd .. && pwd)/shared/tiktoken_cache}"
+for c in sanity sanity_gpt2 sanity_mask3; do
+  [ -f results/sanity/$c/metrics.jsonl ] || python train.py --config configs/$c.yaml --out results/sanity/$c --no-progress
+done
+for sweep in grok grok_char warmup ablate_wd ablate_frac ablate_grokfast ablate_lr; do
+  [ -f sweeps/$sweep.yaml ] && python sweep.py sweeps/$sweep.yaml --jobs 2
+done
