@@ -157,8 +157,11 @@ def main():
     spec = load_sweep(args.sweep)
     runs = plan(spec)
     if args.print_commands:
-        for run in runs:
-            print("OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(c) for c in run["command"]))
+        try:
+            for run in runs:
+                print("OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(c) for c in run["command"]))
+        except BrokenPipeError:  # e.g. piped into head
+            sys.stderr.close()
         return
     if not args.summarize_only:
         todo = [r for r in runs if not (r["out"] / "summary.json").exists()]
