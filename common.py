@@ -430,15 +430,20 @@ def slice_batch(batch, index):
 def batch_model_inputs(batch):
     """(attention_mask, positions) for the model, each None where it can be left out.
 
-    No padding: plain causal attention is faster than a mask. Every row carrying its loss in
-    the same columns (fixed-format equations): the last block and the head run only there.
+    Right padding needs no mask: under causal attention a real token only sees the tokens
+    before it, which are all real, so plain causal attention (SDPA's fastest path) gives the
+    same outputs at every real position. Only left or inner padding keeps the mask. The last
+    block and the head then run only at the columns where some row carries loss (for
+    equations, the answer), since nothing else reaches the loss.
     """
     mask, loss_mask = batch["attention_mask"], batch["loss_mask"]
-    attention_mask = None if bool(mask.all()) else mask
-    positions = None
-    if attention_mask is None and bool((loss_mask == loss_mask[:1]).all()):
-        positions = loss_mask[0].nonzero().flatten()
-    return attention_mask, positions
+    lengths = mask.sum(dim=1, keepdim=True)
+    prefix = torch.arange(mask.size(1), device=mask.device)[None, :] < lengths
+    if not bool((mask.bool() == prefix).all()):
+        return mask, None
+    used = loss_mask.any(dim=0)
+    positions = None if bool(used.all()) else used.nonzero().flatten()
+    return None, positions
 
 
 # ----------------------------------------------------------------------------- runtime

@@ -77,7 +77,8 @@ def plan(spec):
                 out = Path(spec["out"]) / name
                 overrides = [f"--{k}={fmt(v)}" for k, v in {**spec["set"], **cell}.items()]
                 if (out / "checkpoints" / "last.pt").exists() and not (out / "summary.json").exists():
-                    command = ["train.py", "--resume", str(out)]
+                    # The same overrides again, so an edited sweep budget (say) reaches the run.
+                    command = ["train.py", "--resume", str(out), *overrides]
                 else:  # --overwrite: a run stopped before its first checkpoint starts again
                     command = ["train.py", "--config", base, "--out", str(out), f"--seed={seed}",
                                *overrides, "--overwrite"]

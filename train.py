@@ -364,8 +364,9 @@ def train(args, overrides):
     seconds = time.time() - start_time
     if ddp.is_main:
         # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
+        heldout = "test" if "test" in tc.eval_splits else "val"
         dump_json(out / "summary.json", {"step": step, "seconds": round(seconds, 1),
-                                         **grokking_summary(read_metrics(out))})
+                                         **grokking_summary(read_metrics(out), heldout)})
     log(f"done: {out} (step {step}, {seconds:.1f}s)")
     return out
 

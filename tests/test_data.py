@@ -2,7 +2,11 @@ import json
 
 import pytest
 
-from common import DataConfig, UserError, encode_examples, make_tokenizer, tokenizer_from_state
+import torch
+
+from common import (DataConfig, UserError, batch_model_inputs, encode_examples, make_tokenizer,
+                    tokenizer_from_state)
+from model import GPT, GPTConfig
 from conftest import needs_gpt2, run_script
 from generate_data import (all_equations, check_dataset, dataset_dir, ensure_dataset, load_splits,
                            read_split, split_equations, write_dataset)
@@ -127,6 +131,29 @@ def test_loss_mask_covers_exactly_the_answer():
         assert tok.decode(targets) == want and targets[-1] == tok.eos_id
     assert batch["attention_mask"][1].sum() == 7 and batch["attention_mask"][0].sum() == 8
     assert not batch["loss_mask"][~batch["attention_mask"]].any()
+
+
+def test_right_padded_batches_take_the_fast_path_with_the_same_loss():
+    """Char-level equations differ in length; right padding lets the model drop the mask and run
+    its last block only at answer columns, and every real answer logit and the loss are unchanged."""
+    examples = [("12/5=", "80"), ("1/2=", "49"), ("96/95=", "48"), ("3/3=", "1")]
+    tok = make_tokenizer("char", [p + c for p, c in examples])
+    batch = encode_examples(tok, examples)
+    attention_mask, positions = batch_model_inputs(batch)
+    assert attention_mask is None
+    assert set(positions.tolist()) == set(batch["loss_mask"].any(0).nonzero().flatten().tolist())
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, d_ff=32, vocab_size=tok.vocab_size,
+                          block_size=batch["idx"].size(1))).eval()
+    args = batch["idx"], batch["targets"], batch["loss_mask"]
+    full, loss = model(*args, attention_mask=batch["attention_mask"])
+    fast, fast_loss = model(*args, attention_mask=None, positions=positions)
+    assert torch.allclose(loss, fast_loss, atol=1e-6)
+    answer = batch["loss_mask"][:, positions]
+    assert torch.allclose(full[:, positions][answer], fast[answer], atol=1e-5)
+    left = dict(batch, attention_mask=batch["attention_mask"].flip(1))  # left padding keeps the mask
+    kept_mask, no_positions = batch_model_inputs(left)
+    assert kept_mask is left["attention_mask"] and no_positions is None
 
 
 def test_mask_first_tokens():

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Redraw every figure in the README from the committed logs in results/ (seconds, no training).
+# A figure whose runs are not there yet is skipped with a note.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p figures
+
+plot() {  # plot OUT GLOB [plot.py options...]
+  local out=$1 pattern=$2; shift 2
+  local dirs=()
+  for d in $pattern; do [ -f "$d/metrics.jsonl" ] && dirs+=("$d"); done
+  if [ ${#dirs[@]} -eq 0 ]; then echo "skip $out: no runs match $pattern"; return; fi
+  python plot.py "${dirs[@]}" --out "$out" "$@"
+}
+
+plot figures/sanity.png "results/sanity/sanity" --title "I love machine learning (char-level, 1 layer)"
+plot figures/div97.png "results/grok/div97_s*" --title "x/y mod 97, paper setting (3 seeds; dotted: first 99%)"
+plot figures/div97_char.png "results/grok_char/*_s*" --title "x/y mod 97, character-level tokens"
+plot figures/warmup_val.png "results/warmup/*_s*" --group-by name --split val \
+  --title "warm-up: a+b, a-b mod 97/113, 1-2 layers (char-level)"
+plot figures/ablate_wd.png "results/ablate_wd/*_s*" --group-by train.weight_decay
+plot figures/ablate_frac.png "results/ablate_frac/*_s*" --group-by data.train_frac
+plot figures/ablate_grokfast.png "results/ablate_grokfast/*_s*" --group-by train.grokfast_lambda
+plot figures/ablate_grokfast_alpha.png "results/ablate_grokfast_alpha/*_s*" --group-by train.grokfast_alpha
+plot figures/ablate_tokens.png "results/ablate_tokens/*_s*" --group-by data.tokenizer
+plot figures/ablate_lr.png "results/ablate_lr/*_s*" --group-by train.lr
