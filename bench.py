@@ -8,13 +8,14 @@ same initial weights on the same batches:
   baseline      eager fp32, logits and loss over every position (a plain nanoGPT-style step)
   answer-only   the last block and the head run only at the answer positions
   bf16          bf16 autocast, fp32 weights and optimizer
-  bf16+answer   both (what train.py does with precision: bf16 on fixed-format data)
+  bf16+answer   both
+  +math         and SDPA's math attention kernel instead of its CPU flash kernel: what train.py
+                does on CPU with precision: bf16 (train.attention_kernel: auto)
 GFLOP/s counts the matmul work each variant really does; "peak" is this machine's own measured
 fp32 (or bf16) matmul rate on large square matrices.
 """
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -22,11 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from common import batch_model_inputs, encode_examples, first_step, load_config, make_tokenizer, read_metrics
+from common import batch_model_inputs, encode_examples, first_step, forward_context, load_config, make_tokenizer, read_metrics
 from generate_data import load_splits
 from model import GPT
 from train import make_optimizer
@@ -68,32 +68,43 @@ def setup(seed=0):
     return cfg, batch
 
 
-def time_variant(cfg, batch, bf16, answer_only, steps, repeats, seed=0):
-    """Median steps/s over repeats (after a warm-up), and the loss after every step of one pass."""
-    torch.manual_seed(seed)
-    model = GPT(cfg.model)
-    optimizer = make_optimizer(model, cfg.train)
-    _, positions = batch_model_inputs(batch)
-    positions = positions if answer_only else None
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    order = torch.Generator().manual_seed(seed)
-    indices = [torch.randint(0, batch["idx"].size(0), (cfg.train.batch_size,), generator=order)
-               for _ in range(steps)]
-    rates, losses = [], []
-    for repeat in range(repeats + 1):  # the first pass is the warm-up
+class Variant:
+    """One way of running the training step, with its own model, optimizer and batch order."""
+
+    def __init__(self, cfg, batch, bf16, answer_only, math_kernel, steps, seed=0):
+        torch.manual_seed(seed)
+        self.model = GPT(cfg.model)
+        self.optimizer = make_optimizer(self.model, cfg.train)
+        _, positions = batch_model_inputs(batch)
+        self.positions = positions if answer_only else None
+        self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32", "auto" if math_kernel else "default")
+        order = torch.Generator().manual_seed(seed)
+        self.batches = [{k: v[i] for k, v in batch.items()} for i in
+                        (torch.randint(0, batch["idx"].size(0), (cfg.train.batch_size,), generator=order)
+                         for _ in range(steps))]
+        self.losses, self.rates = [], []
+
+    def run(self, timed=True):
+        """One pass over the steps; the untimed first pass records the loss after every step."""
         start = time.perf_counter()
-        for index in indices:
-            with autocast():
-                _, loss = model(batch["idx"][index], batch["targets"][index], batch["loss_mask"][index],
-                                positions=positions)
-            optimizer.zero_grad(set_to_none=True)
+        for b in self.batches:
+            with self.autocast():
+                _, loss = self.model(b["idx"], b["targets"], b["loss_mask"], positions=self.positions)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            if repeat == 0:
-                losses.append(loss.item())
-        if repeat > 0:
-            rates.append(steps / (time.perf_counter() - start))
-    return statistics.median(rates), losses, positions
+            self.optimizer.step()
+            if not timed:
+                self.losses.append(loss.item())
+        if timed:
+            self.rates.append(len(self.batches) / (time.perf_counter() - start))
+
+    @property
+    def rate(self):
+        return statistics.median(self.rates)
+
+
+VARIANTS = [("baseline", False, False, False), ("answer-only", False, True, False), ("bf16", True, False, False),
+            ("bf16+answer", True, True, False), ("bf16+answer+math", True, True, True)]
 
 
 def throughput(args):
@@ -102,23 +113,30 @@ def throughput(args):
     peak32, peak16 = matmul_peak(torch.float32, args.peak_size), matmul_peak(torch.bfloat16, args.peak_size)
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads; "
           f"measured matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16\n")
-    print(f"{'variant':14s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'loss@' + str(args.steps):>10s}")
-    base = None
-    for name, bf16, answer in [("baseline", False, False), ("answer-only", False, True),
-                               ("bf16", True, False), ("bf16+answer", True, True)]:
-        rate, losses, positions = time_variant(cfg, batch, bf16, answer, args.steps, args.repeats)
-        base = base or rate
-        gflops = step_flops(cfg.model, (cfg.train.batch_size, batch["idx"].size(1)), positions) * rate / 1e9
+    variants = [Variant(cfg, batch, *flags, args.steps) for _, *flags in VARIANTS]
+    for v in variants:
+        v.run(timed=False)  # warm-up, and the loss curve
+    # Round-robin repeats, so that a slow spell of a shared machine hits every variant alike.
+    for _ in range(args.repeats):
+        for v in variants:
+            v.run()
+    print(f"{'variant':17s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'loss@' + str(args.steps):>10s}")
+    base = variants[0].rate
+    for (name, bf16, *_), v in zip(VARIANTS, variants):
+        gflops = step_flops(cfg.model, (cfg.train.batch_size, batch["idx"].size(1)), v.positions) * v.rate / 1e9
         peak = peak16 if bf16 else peak32
-        print(f"{name:14s} {rate:8.1f} {rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} {losses[-1]:10.4f}")
+        print(f"{name:17s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} {v.losses[-1]:10.4f}")
 
 
 def worker(args):
     """One process of the parallel-runs measurement: prints its steps/s as JSON."""
     torch.set_num_threads(args.threads)
     cfg, batch = setup()
-    rate, _, _ = time_variant(cfg, batch, True, True, args.steps, args.repeats)
-    print(json.dumps({"rate": rate}))
+    variant = Variant(cfg, batch, True, True, True, args.steps)
+    variant.run(timed=False)
+    for _ in range(args.repeats):
+        variant.run()
+    print(json.dumps({"rate": variant.rate}))
 
 
 def parallel(args):
@@ -130,9 +148,15 @@ def parallel(args):
         return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["rate"] for p in procs)
 
     cores = os.cpu_count() or 1
-    print(f"\nparallel runs (bf16+answer), model-steps/s summed over processes on {cores} cores:")
-    print(f"  1 process x {cores} threads: {launch(1, cores):6.1f}")
-    print(f"  {cores} processes x 1 thread: {launch(cores, 1):6.1f}")
+    layouts = [(1, cores), (cores, 1)]
+    rates = {layout: [] for layout in layouts}
+    for _ in range(1 if args.quick else 2):  # alternate, so that a slow spell hits both alike
+        for layout in layouts:
+            rates[layout].append(launch(*layout))
+    print(f"\nparallel runs (bf16+answer+math), model-steps/s summed over processes on {cores} cores:")
+    for (procs, threads), measured in rates.items():
+        print(f"  {procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}: "
+              f"{statistics.mean(measured):6.1f}")
 
 
 def time_to_grok(config, seeds, extra=()):
@@ -160,7 +184,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="few steps, no time-to-grok: a smoke test")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--steps", type=int, default=30, help="training steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--grok-configs", nargs="*", default=["configs/div97_fast.yaml", "configs/div97.yaml"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--peak-size", type=int, default=2048, help="matrix size for the matmul peak")

@@ -3,6 +3,7 @@
 Every default of every setting lives in the dataclasses below; configs/*.yaml only set values.
 """
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -16,6 +17,7 @@ from typing import get_type_hints
 
 import torch
 import yaml
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model import GPT, GPTConfig
 
@@ -79,6 +81,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"
     precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
     compile: bool = False  # torch.compile the model
+    # "auto": SDPA's math kernel on CPU, where it beats the flash kernel on these few-token
+    # sequences (bench.py measures it), PyTorch's own pick elsewhere; "default": always PyTorch's.
+    attention_kernel: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -101,6 +106,7 @@ CHOICES = {
     "train.eval_schedule": ["log", "fixed"],
     "train.device": ["auto", "cpu", "cuda", "mps"],
     "train.precision": ["fp32", "bf16"],
+    "train.attention_kernel": ["auto", "default"],
 }
 DERIVED = {"model.vocab_size", "model.block_size"}  # set from the data, never by the user
 SECTIONS = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
@@ -447,6 +453,19 @@ def batch_model_inputs(batch):
 
 
 # ----------------------------------------------------------------------------- runtime
+
+def forward_context(device, precision="fp32", attention_kernel="auto"):
+    """A factory of contexts to run the model in: bf16 autocast and the attention kernel choice."""
+    @contextlib.contextmanager
+    def context():
+        with contextlib.ExitStack() as stack:
+            if precision == "bf16":
+                stack.enter_context(torch.autocast(device_type=device, dtype=torch.bfloat16))
+            if attention_kernel == "auto" and device == "cpu":
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+            yield
+    return context
+
 
 def seed_everything(seed):
     random.seed(seed)

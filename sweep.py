@@ -108,6 +108,7 @@ def summarize(spec, runs):
             continue
         key = (Path(run["base"]).stem, tuple(run["cell"].items()))
         result = grokking_summary(read_metrics(run["out"]), heldout)
+        result["finished"] = (run["out"] / "summary.json").exists()  # else stopped early or still running
         cells.setdefault(key, []).append(result)
         per_run.append({"run": run["name"], "seed": run["seed"], **result})
     out = Path(spec["out"])
@@ -132,7 +133,9 @@ def summarize(spec, runs):
                 f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
             return text + (f" ({missing} never)" if missing else "")
 
-        rows.append([base, *[fmt(v) for _, v in cell], str(len(results)),
+        unfinished = sum(not r["finished"] for r in results)
+        rows.append([base, *[fmt(v) for _, v in cell],
+                     str(len(results)) + (f" ({unfinished} unfinished)" if unfinished else ""),
                      f"{sum(r['grokked'] for r in results)}/{len(results)}",
                      stat("train_99"), stat(f"{heldout}_99"), stat("train_100"), stat(f"{heldout}_100"),
                      stat("lag_100"), stat("final_train_acc", 4), stat(f"final_{heldout}_acc", 4),
@@ -151,22 +154,28 @@ def main():
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="single-threaded runs side by side (default: one per core)")
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")
+    parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the sweep's seeds")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild summary.md/.csv from the logs")
     args = parser.parse_args()
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
     spec = load_sweep(args.sweep)
     runs = plan(spec)
+    if args.seeds:
+        unknown = sorted(set(args.seeds) - set(spec["seeds"]))
+        if unknown:
+            raise UserError(f"--seeds {unknown} not in the sweep's seeds {spec['seeds']}")
+    todo_runs = [r for r in runs if not args.seeds or r["seed"] in args.seeds]
     if args.print_commands:
         try:
-            for run in runs:
+            for run in todo_runs:
                 print("OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(c) for c in run["command"]))
         except BrokenPipeError:  # e.g. piped into head
             sys.stderr.close()
         return
     if not args.summarize_only:
-        todo = [r for r in runs if not (r["out"] / "summary.json").exists()]
-        print(f"{spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {args.jobs} at a time",
+        todo = [r for r in todo_runs if not (r["out"] / "summary.json").exists()]
+        print(f"{spec['name']}: {len(todo_runs)} runs, {len(todo_runs) - len(todo)} already done, {args.jobs} at a time",
               file=sys.stderr)
         failed = 0
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -10,7 +10,6 @@ checkpoints/ (last.pt, plus step_1000.pt, step_10000.pt, ...).
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -28,8 +27,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from common import (UserError, batch_model_inputs, config_from_dict, config_to_dict, describe_keys,
-                    dump_json, encode_examples, grokking_summary, load_checkpoint, load_config, make_tokenizer,
-                    pick_device, read_metrics, rng_state, run_cli, save_checkpoint, seed_everything, set_rng_state,
+                    dump_json, encode_examples, forward_context, grokking_summary, load_checkpoint, load_config,
+                    make_tokenizer, pick_device, read_metrics, rng_state, run_cli, save_checkpoint, seed_everything, set_rng_state,
                     set_value, parse_override, slice_batch, tokenizer_from_state, validate)
 from evaluate import evaluate_batch
 from generate_data import load_splits
@@ -278,8 +277,7 @@ def train(args, overrides):
         dump_json(out / "env.json", describe_environment(device))
     compiled = torch.compile(model) if tc.compile else model
     trained = DistributedDataParallel(compiled) if ddp.world > 1 else compiled
-    autocast = (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)) \
-        if tc.precision == "bf16" else contextlib.nullcontext
+    autocast = forward_context(device, tc.precision, tc.attention_kernel)
     log(f"{model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, "
         f"block {cfg.model.block_size}, device {device}, train {order.n} examples, batch {order.batch_size}")
 

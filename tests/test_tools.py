@@ -63,8 +63,10 @@ def test_bench_quick_prints_its_table():
     out = run_script("bench.py", "--quick").stdout
     lines = out.splitlines()
     header = next(i for i, l in enumerate(lines) if l.startswith("variant"))
-    names = [l.split()[0] for l in lines[header + 1:header + 5]]
-    assert names == ["baseline", "answer-only", "bf16", "bf16+answer"]
+    rows = [l.split() for l in lines[header + 1:header + 6]]
+    assert [r[0] for r in rows] == ["baseline", "answer-only", "bf16", "bf16+answer", "bf16+answer+math"]
+    assert all(len(r) == 6 and r[2].endswith("x") and r[4].endswith("%") for r in rows)
+    assert rows[0][2] == "1.00x"
     assert "processes x 1 thread" in out and "measured matmul peak" in out
 
 
