@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from common import batch_model_inputs, encode_examples, first_step, forward_context, load_config, make_tokenizer, read_metrics
+from common import (batch_model_inputs, encode_examples, first_step, forward_context, load_config, make_tokenizer,
+                    read_metrics)
 from generate_data import load_splits
 from model import GPT
 from train import make_optimizer
@@ -120,12 +121,14 @@ def throughput(args):
     for _ in range(args.repeats):
         for v in variants:
             v.run()
-    print(f"{'variant':17s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} {'loss@' + str(args.steps):>10s}")
+    print(f"{'variant':17s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} "
+          f"{'loss@' + str(args.steps):>10s}")
     base = variants[0].rate
     for (name, bf16, *_), v in zip(VARIANTS, variants):
         gflops = step_flops(cfg.model, (cfg.train.batch_size, batch["idx"].size(1)), v.positions) * v.rate / 1e9
         peak = peak16 if bf16 else peak32
-        print(f"{name:17s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} {v.losses[-1]:10.4f}")
+        print(f"{name:17s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} "
+              f"{v.losses[-1]:10.4f}")
 
 
 def worker(args):

@@ -437,8 +437,8 @@ def batch_model_inputs(batch):
     """(attention_mask, positions) for the model, each None where it can be left out.
 
     Right padding needs no mask: under causal attention a real token only sees the tokens
-    before it, which are all real, so plain causal attention (SDPA's fastest path) gives the
-    same outputs at every real position. Only left or inner padding keeps the mask. The last
+    before it, which are all real, so plain causal attention (no mask to build or apply) gives
+    the same outputs at every real position. Only left or inner padding keeps the mask. The last
     block and the head then run only at the columns where some row carries loss (for
     equations, the answer), since nothing else reaches the loss.
     """

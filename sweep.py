@@ -119,8 +119,8 @@ def summarize(spec, runs):
             writer.writeheader()
             writer.writerows(per_run)
     columns = ["config", *spec["vary"], "seeds", f"grokked ({heldout} 99%)", "train 99%", f"{heldout} 99%",
-               "train 100%", f"{heldout} 100%", "lag 100% (steps)", "final train acc", f"final {heldout} acc",
-               "final train loss", f"final {heldout} loss", "last step"]
+               "lag 99% (steps)", "train 100%", f"{heldout} 100%", "lag 100% (steps)", "final train acc",
+               f"final {heldout} acc", "final train loss", f"final {heldout} loss", "last step"]
     rows = []
     for (base, cell), results in cells.items():
         def stat(name, digits=0):
@@ -137,8 +137,8 @@ def summarize(spec, runs):
         rows.append([base, *[fmt(v) for _, v in cell],
                      str(len(results)) + (f" ({unfinished} unfinished)" if unfinished else ""),
                      f"{sum(r['grokked'] for r in results)}/{len(results)}",
-                     stat("train_99"), stat(f"{heldout}_99"), stat("train_100"), stat(f"{heldout}_100"),
-                     stat("lag_100"), stat("final_train_acc", 4), stat(f"final_{heldout}_acc", 4),
+                     stat("train_99"), stat(f"{heldout}_99"), stat("lag_99"),
+                     stat("train_100"), stat(f"{heldout}_100"), stat("lag_100"), stat("final_train_acc", 4), stat(f"final_{heldout}_acc", 4),
                      stat("final_train_loss", 4), stat(f"final_{heldout}_loss", 4), stat("last_step")])
     with open(out / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([columns, *rows])
@@ -175,8 +175,8 @@ def main():
         return
     if not args.summarize_only:
         todo = [r for r in todo_runs if not (r["out"] / "summary.json").exists()]
-        print(f"{spec['name']}: {len(todo_runs)} runs, {len(todo_runs) - len(todo)} already done, {args.jobs} at a time",
-              file=sys.stderr)
+        print(f"{spec['name']}: {len(todo_runs)} runs, {len(todo_runs) - len(todo)} already done, "
+              f"{args.jobs} at a time", file=sys.stderr)
         failed = 0
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {pool.submit(run_one, r): r for r in todo}

@@ -28,8 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common import (UserError, batch_model_inputs, config_from_dict, config_to_dict, describe_keys,
                     dump_json, encode_examples, forward_context, grokking_summary, load_checkpoint, load_config,
-                    make_tokenizer, pick_device, read_metrics, rng_state, run_cli, save_checkpoint, seed_everything, set_rng_state,
-                    set_value, parse_override, slice_batch, tokenizer_from_state, validate)
+                    make_tokenizer, parse_override, pick_device, read_metrics, rng_state, run_cli, save_checkpoint,
+                    seed_everything, set_rng_state, set_value, slice_batch, tokenizer_from_state, validate)
 from evaluate import evaluate_batch
 from generate_data import load_splits
 from model import GPT

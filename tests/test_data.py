@@ -1,15 +1,14 @@
 import json
 
 import pytest
-
 import torch
 
 from common import (DataConfig, UserError, batch_model_inputs, encode_examples, make_tokenizer,
                     tokenizer_from_state)
-from model import GPT, GPTConfig
 from conftest import needs_gpt2, run_script
 from generate_data import (all_equations, check_dataset, dataset_dir, ensure_dataset, load_splits,
                            read_split, split_equations, write_dataset)
+from model import GPT, GPTConfig
 
 
 @pytest.mark.parametrize("op,p,count", [("+", 97, 9409), ("-", 97, 9409), ("/", 97, 9312),

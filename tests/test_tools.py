@@ -57,6 +57,13 @@ def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     rows = list(csv.reader(open(tmp_path / "out" / "summary.csv")))
     assert rows[0][:3] == ["config", "train.weight_decay", "seeds"] and len(rows) == 3
     assert (tmp_path / "out" / "summary.md").read_text().count("\n") == 4
+    # A run that stopped before finishing is resumed from its checkpoint, with the same overrides.
+    unfinished = sorted((tmp_path / "out").glob("*_s1"))[0]
+    (unfinished / "summary.json").unlink()
+    commands = run_script("sweep.py", path, "--print-commands", "--seeds", "1").stdout.splitlines()
+    assert len(commands) == 2 and all("--seed=1" in c or "--resume" in c for c in commands)
+    assert sum(f"--resume {unfinished}" in c and "--train.max_steps=40" in c for c in commands) == 1
+    assert "1 unfinished" in run_script("sweep.py", path, "--summarize-only").stdout
 
 
 def test_bench_quick_prints_its_table():

@@ -31,9 +31,12 @@ def records(run_dir):
 
 
 def test_tiny_modular_run_memorises_its_training_set(tmp_path):
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=300", "--data.tokenizer=char")])
+    # Full batches (the whole 29-equation training set) at lr 1e-3: memorised by step 300 for
+    # every seed tried; minibatches at 3e-3 oscillate around 100% on so small a model.
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=400", "--data.tokenizer=char",
+                                                             "--train.batch_size=32", "--train.lr=1e-3")])
     rows = records(tmp_path / "run")
-    assert rows[0]["step"] == 0 and rows[-1]["step"] == 300
+    assert rows[0]["step"] == 0 and rows[-1]["step"] == 400
     assert rows[-1]["train_acc"] == 1.0
     assert {"train_loss", "val_loss", "test_loss", "val_acc", "test_acc", "lr"} <= set(rows[-1])
     for name in ("config.yaml", "command.txt", "env.json", "checkpoints/last.pt"):
