@@ -7,6 +7,8 @@ export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$(cd .. && pwd)/shared/tiktoken
 for c in sanity sanity_gpt2 sanity_mask3; do
   [ -f results/sanity/$c/metrics.jsonl ] || python train.py --config configs/$c.yaml --out results/sanity/$c --no-progress
 done
-for sweep in grok grok_char warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_alpha ablate_tokens ablate_lr; do
+[ -f results/fig1/div97_fig1_s0/summary.json ] || python train.py --config configs/div97_fig1.yaml \
+  --train.max_steps=3000 --train.threads=2 --out results/fig1/div97_fig1_s0 --no-progress --overwrite
+for sweep in grok warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_alpha ablate_tokens ablate_lr; do
   [ -f sweeps/$sweep.yaml ] && python sweep.py sweeps/$sweep.yaml --jobs 2
 done

@@ -16,7 +16,7 @@ plot() {  # plot OUT GLOB [plot.py options...]
 plot figures/sanity.png "results/sanity/sanity" --title "I love machine learning (char-level, 1 layer)"
 plot figures/div97.png "results/grok/div97_s*" --title "x/y mod 97, paper setting (3 seeds; dotted: first 99%)"
 plot figures/div97_fig1_start.png "results/fig1/div97_fig1_s0" --title "x/y mod 97, Adam without weight decay (Figure 1 setting), first 3,000 steps"
-plot figures/div97_char.png "results/grok_char/*_s*" --title "x/y mod 97, character-level tokens"
+plot figures/div97_char.png "results/ablate_tokens/*char*_s*" --title "x/y mod 97, character-level tokens (budget 1e4 steps)"
 plot figures/warmup_val.png "results/warmup/*_s*" --group-by name --split val \
   --title "warm-up: a+b, a-b mod 97/113, 1-2 layers (char-level)"
 plot figures/ablate_wd.png "results/ablate_wd/*_s*" --group-by train.weight_decay
