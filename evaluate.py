@@ -20,7 +20,7 @@ from generate_data import all_pair_examples, load_splits
 
 
 @torch.no_grad()
-def evaluate_batch(model, batch, eval_batch_size=8192, autocast=contextlib.nullcontext):
+def evaluate_batch(model, batch, eval_batch_size=8192, model_context=contextlib.nullcontext):
     """Mean loss over loss positions and the share of sequences whose every loss token is the
     model's argmax (with teacher forcing: for greedy decoding this is the exact-match rate)."""
     was_training = model.training
@@ -30,7 +30,7 @@ def evaluate_batch(model, batch, eval_batch_size=8192, autocast=contextlib.nullc
     for start in range(0, n, eval_batch_size):
         part = slice_batch(batch, slice(start, start + eval_batch_size))
         attention_mask, positions = batch_model_inputs(part)
-        with autocast():
+        with model_context():
             logits, _ = model(part["idx"], attention_mask=attention_mask, positions=positions)
         logits = logits.float()
         mask, targets = part["loss_mask"], part["targets"]

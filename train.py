@@ -277,7 +277,7 @@ def train(args, overrides):
         dump_json(out / "env.json", describe_environment(device))
     compiled = torch.compile(model) if tc.compile else model
     trained = DistributedDataParallel(compiled) if ddp.world > 1 else compiled
-    autocast = forward_context(device, tc.precision, tc.attention_kernel)
+    model_context = forward_context(device, tc.precision, tc.attention_kernel)
     log(f"{model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, "
         f"block {cfg.model.block_size}, device {device}, train {order.n} examples, batch {order.batch_size}")
 
@@ -311,7 +311,7 @@ def train(args, overrides):
                 if step in evals:
                     record = {"step": step, "lr": lr_at(max(step - 1, 0), tc)}
                     for name in [n for n in tc.eval_splits if n in batches]:
-                        numbers = evaluate_batch(compiled, batches[name], tc.eval_batch_size, autocast)
+                        numbers = evaluate_batch(compiled, batches[name], tc.eval_batch_size, model_context)
                         record[f"{name}_loss"], record[f"{name}_acc"] = numbers["loss"], numbers["acc"]
                     record["elapsed"] = round(time.time() - start_time, 3)
                     metrics_file.write(json.dumps(record) + "\n")
@@ -339,7 +339,7 @@ def train(args, overrides):
             lr = lr_at(step, tc)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast():
+            with model_context():
                 _, loss = trained(batch["idx"], batch["targets"], batch["loss_mask"],
                                    None if attention_mask is None else batch["attention_mask"], positions)
             optimizer.zero_grad(set_to_none=True)
