@@ -6,7 +6,7 @@
 Default: accuracy (top) and loss (bottom) against optimisation steps on a log axis, as in Figure 1
 of Power et al. 2022. Several runs are drawn as the mean with a min-max band; dotted lines mark the
 first steps where train and validation accuracy reach 99%. --group-by overlays one curve per value
-of a config key.
+of a config key (or per combination of values of several keys).
 """
 
 import argparse
@@ -80,18 +80,22 @@ def figure_runs(run_dirs, out, title=None):
     return fig
 
 
-def figure_groups(run_dirs, key, out, title=None, split="val"):
+def figure_groups(run_dirs, keys, out, title=None, split="val"):
     groups = defaultdict(list)
     for d in run_dirs:
-        groups[config_value(read_run_config(d), key)].append(read_metrics(d))
+        config = read_run_config(d)
+        groups[tuple(config_value(config, key) for key in keys)].append(read_metrics(d))
     fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     cmap = plt.get_cmap("viridis")
-    values = sorted(groups, key=lambda v: (isinstance(v, str), v))
+    values = sorted(groups, key=lambda group: [(isinstance(v, str), v) for v in group])
+    # One key keeps its full name in the legend; several are shortened to their last part.
+    names = keys if len(keys) == 1 else [key.split(".")[-1] for key in keys]
     for i, value in enumerate(values):
         runs = groups[value]
         grid = step_grid(runs)
         color = cmap(i / max(1, len(values) - 1))
-        draw_band(acc_ax, grid, on_grid(runs, f"{split}_acc", grid) * 100, f"{key}={value} ({len(runs)})", color)
+        label = ", ".join(f"{name}={v}" for name, v in zip(names, value)) + f" ({len(runs)})"
+        draw_band(acc_ax, grid, on_grid(runs, f"{split}_acc", grid) * 100, label, color)
         draw_band(acc_ax, grid, on_grid(runs, "train_acc", grid) * 100, None, color, style=":")
         draw_band(loss_ax, grid, on_grid(runs, f"{split}_loss", grid), None, color)
     acc_ax.set_ylabel(f"{split} accuracy (%) [dotted: train]")
@@ -103,7 +107,7 @@ def figure_groups(run_dirs, key, out, title=None, split="val"):
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     acc_ax.legend(loc="best", fontsize=8)
-    acc_ax.set_title(title or f"{split} accuracy by {key} (mean and min-max over seeds)")
+    acc_ax.set_title(title or f"{split} accuracy by {', '.join(keys)} (mean and min-max over seeds)")
     save(fig, out)
     return fig
 
@@ -121,7 +125,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.yaml)")
     parser.add_argument("--out", required=True, help="output image, e.g. figures/div97.png")
-    parser.add_argument("--group-by", metavar="KEY", help="overlay one curve per value of this config key, e.g. train.weight_decay")
+    parser.add_argument("--group-by", metavar="KEY", nargs="+",
+                        help="overlay one curve per value of this config key, e.g. train.weight_decay "
+                             "(several keys: one curve per combination)")
     parser.add_argument("--split", default="val", choices=["val", "test"], help="held-out split for --group-by (default val)")
     parser.add_argument("--title")
     args = parser.parse_args()

@@ -22,6 +22,7 @@ plot figures/warmup_val.png "results/warmup/*_s*" --group-by name --split val \
 plot figures/ablate_wd.png "results/ablate_wd/*_s*" --group-by train.weight_decay
 plot figures/ablate_frac.png "results/ablate_frac/*_s*" --group-by data.train_frac
 plot figures/ablate_grokfast.png "results/ablate_grokfast/*_s*" --group-by train.grokfast_lambda
-plot figures/ablate_grokfast_alpha.png "results/ablate_grokfast_alpha/*_s*" --group-by train.grokfast_alpha
+plot figures/ablate_grokfast_wd0.png "results/ablate_grokfast_wd0/*_s* results/ablate_wd/*weight_decay0.0_s*" \
+  --group-by train.grokfast_alpha train.grokfast_lambda --title "Grokfast-EMA without weight decay (lambda 0: no filter)"
 plot figures/ablate_tokens.png "results/ablate_tokens/*_s*" --group-by data.tokenizer
 plot figures/ablate_lr.png "results/ablate_lr/*_s*" --group-by train.lr

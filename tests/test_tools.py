@@ -30,8 +30,10 @@ def test_plot_writes_figures(tiny_runs, tmp_path):
     assert [ax.get_ylabel() for ax in fig.axes] == ["accuracy (%)", "loss (answer tokens)"]
     assert all(ax.get_xscale() == "log" for ax in fig.axes)
     assert [l.get_label() for l in fig.axes[0].get_lines() if not l.get_label().startswith("_")] == ["train", "val"]
-    fig = plot.figure_groups([tiny_runs / "s0", tiny_runs / "s1"], "seed", tmp_path / "b.png")
+    fig = plot.figure_groups([tiny_runs / "s0", tiny_runs / "s1"], ["seed"], tmp_path / "b.png")
     assert {"seed=0 (1)", "seed=1 (1)"} <= {l.get_label() for l in fig.axes[0].get_lines()}
+    fig = plot.figure_groups([tiny_runs / "s0", tiny_runs / "s1"], ["train.lr", "seed"], tmp_path / "c.png")
+    assert {"lr=0.003, seed=0 (1)", "lr=0.003, seed=1 (1)"} <= {l.get_label() for l in fig.axes[0].get_lines()}
     run_script("plot.py", tiny_runs / "s0", tiny_runs / "s1", "--out", tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 10_000
     run_script("plot.py", tiny_runs / "s0", tiny_runs / "s1", "--group-by", "seed", "--out", tmp_path / "g.png")
