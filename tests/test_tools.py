@@ -87,6 +87,16 @@ def test_export_keeps_weights_only(tiny_runs, tmp_path):
     assert "optimizer" not in small and "model" in small
     out = run_script("inference.py", "--checkpoint", tmp_path / "small.pt", "--prompt", "3+4=")
     assert out.stdout.startswith("3+4=")
+    run_script("export_checkpoint.py", tiny_runs / "s0", tmp_path / "half.pt", "--half")
+    half = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in half["model"].values())
+    assert run_script("inference.py", "--checkpoint", tmp_path / "half.pt", "--prompt", "3+4=").stdout == out.stdout
+
+
+@pytest.mark.parametrize("name", ["warmup_add97_l1", "warmup_add97_l2"])
+def test_shipped_warmup_checkpoints(name):
+    out = run_script("inference.py", "--checkpoint", f"checkpoints/{name}.pt", "--prompt", "90+9=")
+    assert out.stdout == "90+9=2\n"  # (90 + 9) mod 97
 
 
 def test_shipped_div97_checkpoint(tmp_path):
