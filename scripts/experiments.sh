@@ -9,6 +9,6 @@ for c in sanity sanity_gpt2 sanity_mask3; do
 done
 [ -f results/fig1/div97_fig1_s0/summary.json ] || python train.py --config configs/div97_fig1.yaml \
   --train.max_steps=3000 --train.threads=2 --out results/fig1/div97_fig1_s0 --no-progress --overwrite
-for sweep in grok warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast; do
+for sweep in grok warmup_3k warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast; do
   [ -f sweeps/$sweep.yaml ] && python sweep.py sweeps/$sweep.yaml --jobs 2
 done

@@ -19,6 +19,8 @@ plot figures/div97_fig1_start.png "results/fig1/div97_fig1_s0" --title "x/y mod 
 plot figures/div97_char.png "results/ablate_tokens/*char*_s*" --title "x/y mod 97, character-level tokens (budget 1e4 steps)"
 plot figures/warmup_val.png "results/warmup/*_s*" --group-by name --split val \
   --title "warm-up: a+b, a-b mod 97/113, 1-2 layers (char-level)"
+plot figures/warmup_3k.png "results/warmup_3k/*_s*" --group-by name --split test \
+  --title "warm-up at 3,000 steps, 3 seeds: a+b, a-b mod 97/113, 1-2 layers (char-level)"
 plot figures/ablate_wd.png "results/ablate_wd/*_s*" --group-by train.weight_decay
 plot figures/ablate_frac.png "results/ablate_frac/*_s*" --group-by data.train_frac
 plot figures/ablate_grokfast.png "results/ablate_grokfast/*_s*" --group-by train.grokfast_lambda
