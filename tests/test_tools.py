@@ -99,6 +99,17 @@ def test_shipped_warmup_checkpoints(name):
     assert out.stdout == "90+9=2\n"  # (90 + 9) mod 97
 
 
+@pytest.mark.parametrize("config", ["sub97_l1", "sub97_l2", "add113_l1", "add113_l2", "sub113_l1", "sub113_l2"])
+def test_shipped_3k_warmup_checkpoints_score_as_logged(config):
+    # The README's warm-up checkpoints are fp16 exports of results/warmup_3k/<config>_s0; scored
+    # again, they must match the test accuracy that run logged (fp16 rounding moves it < 0.1 point).
+    runs = {r["run"]: r for r in csv.DictReader(open("results/warmup_3k/runs.csv"))}
+    logged = 100 * float(runs[f"{config}_s0"]["final_test_acc"])
+    out = run_script("evaluate.py", "--checkpoint", f"checkpoints/warmup_{config}.pt", "--split", "test").stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("test"))
+    assert abs(float(row[3].rstrip("%")) - logged) < 0.1
+
+
 def test_shipped_div97_checkpoint(tmp_path):
     out = run_script("inference.py", "--checkpoint", "checkpoints/div97.pt", "--prompt", "12/5=")
     assert out.stdout == "12/5=80\n"
