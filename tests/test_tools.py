@@ -100,14 +100,15 @@ def test_shipped_warmup_checkpoints(name):
 
 
 @pytest.mark.parametrize("config", ["sub97_l1", "sub97_l2", "add113_l1", "add113_l2", "sub113_l1", "sub113_l2"])
-def test_shipped_3k_warmup_checkpoints_score_as_logged(config):
+def test_shipped_3k_warmup_checkpoints_score_as_logged(config, tmp_path):
     # The README's warm-up checkpoints are fp16 exports of results/warmup_3k/<config>_s0; scored
     # again, they must match the test accuracy that run logged (fp16 rounding moves it < 0.1 point).
     runs = {r["run"]: r for r in csv.DictReader(open("results/warmup_3k/runs.csv"))}
-    logged = 100 * float(runs[f"{config}_s0"]["final_test_acc"])
-    out = run_script("evaluate.py", "--checkpoint", f"checkpoints/warmup_{config}.pt", "--split", "test").stdout
-    row = next(line.split() for line in out.splitlines() if line.startswith("test"))
-    assert abs(float(row[3].rstrip("%")) - logged) < 0.1
+    logged = float(runs[f"{config}_s0"]["final_test_acc"])
+    run_script("evaluate.py", "--checkpoint", f"checkpoints/warmup_{config}.pt", "--split", "test",
+               "--json", tmp_path / "e.json")
+    scored = json.loads((tmp_path / "e.json").read_text())["results"]["test"]["acc"]
+    assert abs(scored - logged) < 0.001
 
 
 def test_shipped_div97_checkpoint(tmp_path):
