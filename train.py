@@ -313,6 +313,8 @@ def train(args, overrides):
                     for name in [n for n in tc.eval_splits if n in batches]:
                         numbers = evaluate_batch(compiled, batches[name], tc.eval_batch_size, model_context)
                         record[f"{name}_loss"], record[f"{name}_acc"] = numbers["loss"], numbers["acc"]
+                    with torch.no_grad():
+                        record["weight_norm"] = math.sqrt(sum(float(p.float().pow(2).sum()) for p in model.parameters()))
                     record["elapsed"] = round(time.time() - start_time, 3)
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
