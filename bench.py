@@ -26,11 +26,13 @@ import time
 
 import torch
 
-from common import (batch_model_inputs, encode_examples, first_step, forward_context, load_config, make_tokenizer,
-                    read_metrics)
-from generate_data import load_splits
+from config import load_config
 from model import GPT
-from train import make_optimizer
+from runlog import first_step, read_metrics
+from runtime import forward_context
+from tasks import load_splits
+from tokens import batch_model_inputs, encode_examples, make_tokenizer
+from training import TrainState, train_step
 
 
 def matmul_peak(dtype, size=2048, repeats=5):
@@ -74,8 +76,8 @@ class Variant:
 
     def __init__(self, cfg, batch, bf16, answer_only, math_kernel, steps, seed=0):
         torch.manual_seed(seed)
-        self.model = GPT(cfg.model)
-        self.optimizer = make_optimizer(self.model, cfg.train)
+        self.train_cfg = cfg.train
+        self.state = TrainState(GPT(cfg.model), cfg.train, batch["idx"].size(0), seed, "cpu")
         _, positions = batch_model_inputs(batch)
         self.positions = positions if answer_only else None
         self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32", "auto" if math_kernel else "default")
@@ -86,14 +88,11 @@ class Variant:
         self.losses, self.rates = [], []
 
     def run(self, timed=True):
-        """One pass over the steps; the untimed first pass records the loss after every step."""
+        """One pass over the steps (train.py's own train_step, schedule and clipping included);
+        the untimed first pass records the loss after every step."""
         start = time.perf_counter()
         for b in self.batches:
-            with self.autocast():
-                _, loss = self.model(b["idx"], b["targets"], b["loss_mask"], positions=self.positions)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            loss = train_step(self.state, self.state.model, b, (None, self.positions), self.train_cfg, self.autocast)
             if not timed:
                 self.losses.append(loss.item())
         if timed:

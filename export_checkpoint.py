@@ -13,7 +13,8 @@ import argparse
 
 import torch
 
-from common import load_checkpoint, run_cli, save_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
+from runlog import run_cli
 
 KEEP = ("model", "config", "tokenizer", "step", "data")
 

@@ -1,163 +1,16 @@
 """Modular-arithmetic data sets: every equation a op b = c (mod p) exactly once, split disjointly.
 
-    python generate_data.py --config configs/add97.yaml
+    python generate_data.py --config configs/warmup/add97_l2.yaml
     python generate_data.py --op / --p 97 --train-frac 0.5 --val-frac 0.25 --seed 0
 
 Writes data/<name>/{train,val,test}.txt (one equation per line, like 12/5=80) and meta.json.
 """
 
 import argparse
-import hashlib
-import json
-from pathlib import Path
 
-import torch
-
-from common import DataConfig, UserError, load_config, run_cli, validate, Config
-
-
-def is_prime(n):
-    return n >= 2 and all(n % k for k in range(2, int(n**0.5) + 1))
-
-
-# One entry per binary operation: (name, c(a, b, p), smallest b, needs a prime p).
-# a and b are residues 0..p-1 as in Power et al. 2022; division skips b = 0.
-OPERATIONS = {
-    "+": ("add", lambda a, b, p: (a + b) % p, 0, False),
-    "-": ("sub", lambda a, b, p: (a - b) % p, 0, False),
-    "*": ("mul", lambda a, b, p: (a * b) % p, 0, False),
-    # b^(p-2) is b's inverse mod a prime p (Fermat's little theorem).
-    "/": ("div", lambda a, b, p: (a * pow(b, p - 2, p)) % p, 1, True),
-}
-
-
-def check_operation(op, p):
-    if op not in OPERATIONS:
-        raise UserError(f"unknown operation '{op}'; choose one of: {' '.join(OPERATIONS)}")
-    if p < 2:
-        raise UserError(f"p must be at least 2, got {p}")
-    if OPERATIONS[op][3] and not is_prime(p):
-        raise UserError(f"'{op}' needs a prime p (every b must have an inverse), but {p} is not prime")
-
-
-def all_equations(op, p):
-    """Every (a, b, c) with a, b residues mod p, in a fixed order."""
-    check_operation(op, p)
-    name, fn, b_min, _ = OPERATIONS[op]
-    return [(a, b, fn(a, b, p)) for a in range(p) for b in range(b_min, p)]
-
-
-def format_equation(a, op, b, c):
-    return f"{a}{op}{b}={c}"
-
-
-def split_sizes(n, train_frac, val_frac):
-    n_train = round(train_frac * n)
-    n_val = min(round(val_frac * n), n - n_train)
-    return n_train, n_val, n - n_train - n_val
-
-
-def split_equations(equations, train_frac, val_frac, seed):
-    """Shuffle with a generator of its own (the data seed) and cut into disjoint splits."""
-    n_train, n_val, n_test = split_sizes(len(equations), train_frac, val_frac)
-    wanted = {"train": (train_frac, n_train), "val": (val_frac, n_val), "test": (1 - train_frac - val_frac, n_test)}
-    for name, (frac, count) in wanted.items():
-        if frac > 1e-9 and count == 0:
-            raise UserError(
-                f"{len(equations)} equations are too few to give the {name} split any at fraction "
-                f"{frac:g}; use a larger p or change the fractions"
-            )
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(equations), generator=generator).tolist()
-    shuffled = [equations[i] for i in order]
-    return {
-        "train": shuffled[:n_train],
-        "val": shuffled[n_train:n_train + n_val],
-        "test": shuffled[n_train + n_val:],
-    }
-
-
-def dataset_dir(data):
-    if data.data_dir:
-        return Path(data.data_dir)
-    name = OPERATIONS[data.op][0] if data.op in OPERATIONS else "op"
-    return Path("data") / f"{name}{data.p}_train{data.train_frac:g}_val{data.val_frac:g}_seed{data.data_seed}"
-
-
-def _identity(data):
-    return {"op": data.op, "p": data.p, "train_frac": data.train_frac,
-            "val_frac": data.val_frac, "data_seed": data.data_seed}
-
-
-def write_dataset(data):
-    """Generate, split and write the data set that the DataConfig describes; returns meta."""
-    out = dataset_dir(data)
-    splits = split_equations(all_equations(data.op, data.p), data.train_frac, data.val_frac, data.data_seed)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = dict(_identity(data), counts={}, sha256={})
-    for name, rows in splits.items():
-        text = "".join(format_equation(a, data.op, b, c) + "\n" for a, b, c in rows)
-        (out / f"{name}.txt").write_text(text)
-        meta["counts"][name] = len(rows)
-        meta["sha256"][name] = hashlib.sha256(text.encode()).hexdigest()
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
-
-
-def check_dataset(data):
-    """Refuse a data directory made with other settings, or edited since."""
-    out = dataset_dir(data)
-    try:
-        meta = json.loads((out / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise UserError(f"'{out}' has no readable meta.json; delete the folder to regenerate it")
-    wanted = _identity(data)
-    differs = [k for k in wanted if meta.get(k) != wanted[k]]
-    if differs:
-        k = differs[0]
-        raise UserError(
-            f"data directory '{out}' was made with {k}={meta.get(k)!r} but the config asks for "
-            f"{k}={wanted[k]!r}; point data.data_dir elsewhere or delete '{out}'"
-        )
-    for name, digest in meta["sha256"].items():
-        path = out / f"{name}.txt"
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            raise UserError(f"'{path}' is missing or was changed since meta.json was written; delete '{out}' to regenerate")
-    return meta
-
-
-def ensure_dataset(data, log=print):
-    """The data set's folder, generated on first use; checked against the config otherwise."""
-    out = dataset_dir(data)
-    if not (out / "meta.json").exists():
-        meta = write_dataset(data)
-        log(f"generated {out} ({', '.join(f'{k} {v}' for k, v in meta['counts'].items())})")
-        return out, meta
-    return out, check_dataset(data)
-
-
-def read_split(path):
-    """Equations 'a op b=c' -> (prompt 'a op b=', completion 'c')."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        prompt, _, answer = line.rpartition("=")
-        rows.append((prompt + "=", answer))
-    return rows
-
-
-def load_splits(data, log=print):
-    """{'train', 'val', 'test'} -> list of (prompt, completion) for any data kind."""
-    if data.kind == "text":
-        # Memorisation: the model is scored on the very strings it trains on.
-        examples = [("", text) for text in data.text]
-        return {"train": examples, "val": examples, "test": []}
-    out, _ = ensure_dataset(data, log)
-    return {name: read_split(out / f"{name}.txt") for name in ("train", "val", "test")}
-
-
-def all_pair_examples(op, p):
-    """Every valid equation of the operation, as (prompt, completion)."""
-    return [(f"{a}{op}{b}=", str(c)) for a, b, c in all_equations(op, p)]
+from config import Config, load_config, validate
+from runlog import UserError, run_cli
+from tasks import OPERATIONS, check_dataset, check_operation, dataset_dir, write_dataset
 
 
 def main():

@@ -13,11 +13,18 @@ import sys
 
 import torch
 
-from common import UserError, load_checkpoint, model_from_checkpoint, run_cli
+from checkpoint import load_checkpoint, model_from_checkpoint
+from runlog import UserError, run_cli
+from runtime import forward_context
 
 
-def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top_k=None, generator=None):
-    """Prompt text -> prompt plus generated text, stopping at EOS or the model's block size."""
+def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top_k=None, generator=None,
+             context=None):
+    """Prompt text -> prompt plus generated text, stopping at EOS or the model's block size.
+
+    With number-level tokens, several generated tokens are written apart ('12/5 = 80'), since
+    glued together ('=80' vs '1057') they could not be told apart.
+    """
     ids = [tokenizer.eos_id] + tokenizer.encode(prompt)
     room = model.config.block_size + 1 - len(ids)  # the model reads at most block_size tokens
     if room <= 0:
@@ -28,10 +35,13 @@ def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top
     elif max_new_tokens > room:
         raise UserError(f"--max-new-tokens {max_new_tokens} is beyond the model's block size: at most "
                         f"{room} new tokens fit after this prompt")
-    idx = torch.tensor([ids])
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                         eos_id=tokenizer.eos_id, generator=generator)
-    return prompt + tokenizer.decode(out[0, len(ids):].tolist())
+    with (context or forward_context("cpu"))():
+        out = model.generate(torch.tensor([ids]), max_new_tokens, temperature=temperature, top_k=top_k,
+                             eos_id=tokenizer.eos_id, generator=generator)
+    new = [i for i in out[0, len(ids):].tolist() if i != tokenizer.eos_id]
+    if tokenizer.kind == "number" and len(new) > 1:
+        return prompt + " " + " ".join(tokenizer.decode([i]) for i in new)
+    return prompt + tokenizer.decode(new)
 
 
 def main():
@@ -55,10 +65,16 @@ def main():
 
     ckpt = load_checkpoint(args.checkpoint)
     model, tokenizer, cfg = model_from_checkpoint(ckpt)
-    print(f"loaded {args.checkpoint} (step {ckpt.get('step')}, {cfg.data.tokenizer} tokens)", file=sys.stderr)
+    context = forward_context("cpu", cfg.train.precision, cfg.train.attention_kernel)
+    print(f"loaded {args.checkpoint} (step {ckpt.get('step')}, {cfg.data.tokenizer} tokens, "
+          f"{cfg.train.precision} as trained)", file=sys.stderr)
+    if cfg.data.kind == "modular" and not args.prompt.endswith("="):
+        print(f"note: this model answers prompts of the form 'a{cfg.data.op}b=' (like 12{cfg.data.op}5=); "
+              "this prompt does not end with '='", file=sys.stderr)
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.num_samples):
-        print(complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator))
+        print(complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator,
+                       context))
 
 
 if __name__ == "__main__":

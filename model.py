@@ -13,6 +13,37 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def stablemax_log_probs(logits):
+    """log StableMax (Prieto et al. 2025, arXiv 2501.04697, section 4): s(x) = x + 1 for x >= 0,
+    1 / (1 - x) below; probabilities s(x_i) / sum_j s(x_j). It grows linearly rather than
+    exponentially, so the loss cannot be driven to zero by scaling the logits up."""
+    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits.clamp(max=0)))
+    return s.log() - s.sum(dim=-1, keepdim=True).log()
+
+
+# Per-token losses: logits (N, V), targets (N,) -> (N,).
+TOKEN_LOSSES = {
+    "softmax": lambda logits, targets: F.cross_entropy(logits, targets, reduction="none"),
+    "stablemax": lambda logits, targets: -stablemax_log_probs(logits).gather(1, targets[:, None])[:, 0],
+}
+
+
+def token_losses(logits, targets, kind="softmax", dtype=torch.float32):
+    """logits (B, T, V), targets (B, T) -> the loss at every position (B, T), computed in dtype.
+
+    Training uses fp32; evaluation float64, since near zero loss fp32's rounding over a large
+    vocabulary is not small (GPT-2's 50,257 tokens at loss 1e-3: fp32 is off by over 20%).
+    """
+    per_token = TOKEN_LOSSES[kind](logits.to(dtype).reshape(-1, logits.size(-1)), targets.reshape(-1))
+    return per_token.view(targets.shape)
+
+
+def masked_token_loss(logits, targets, loss_mask, kind="softmax"):
+    """Mean loss over the positions where loss_mask is True (0 if there are none)."""
+    weights = loss_mask.float()
+    return (token_losses(logits, targets, kind) * weights).sum() / weights.sum().clamp(min=1.0)
+
+
 class LayerNorm(nn.Module):
     """LayerNorm whose bias can be switched off (torch's own cannot before 2.1)."""
 
@@ -97,6 +128,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = False  # share the token embedding with the output head
+    init_scale: float = 1.0  # multiplies every initial weight's std (GPT-2's 0.02 at 1.0)
     vocab_size: int = 0
     block_size: int = 0
 
@@ -115,18 +147,19 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight
-        self.apply(self._init_weights)
+        std = 0.02 * config.init_scale
+
+        def init(module):
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+        self.apply(init)  # children before parents, the order the seeded draws have always had
         # GPT-2's scaled init of the projections that write into the residual stream.
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("down.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+                nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * config.n_layer))
 
     def num_params(self, non_embedding=True):
         """Parameter count; non_embedding leaves out the token and position tables."""
@@ -146,11 +179,12 @@ class GPT(nn.Module):
         diagonal = torch.eye(T, dtype=torch.bool, device=attention_mask.device)
         return (causal & keys) | diagonal
 
-    def forward(self, idx, targets=None, loss_mask=None, attention_mask=None, positions=None):
+    def forward(self, idx, targets=None, loss_mask=None, attention_mask=None, positions=None, loss_kind="softmax"):
         """idx, targets, loss_mask, attention_mask: (B, T).
 
-        Returns (logits, loss). The loss is the mean cross-entropy over positions where loss_mask
-        is True (all positions if no mask) and never over pads. positions (P,), optional: the
+        Returns (logits, loss). The loss is the mean cross-entropy (of softmax, or of StableMax
+        with loss_kind 'stablemax') over positions where loss_mask is True (all positions if no
+        mask) and never over pads. positions (P,), optional: the
         columns where logits are wanted, the same for every row (say, where the answer of a
         fixed-format equation sits); the last block then runs only there, and logits are
         (B, P, V) instead of (B, T, V). The loss is the same either way if the loss lies there.
@@ -176,12 +210,7 @@ class GPT(nn.Module):
             loss_mask = loss_mask.bool() & attention_mask.bool()
         if positions is not None:
             targets, loss_mask = targets[:, positions], loss_mask[:, positions]
-        per_token = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none"
-        )
-        weights = loss_mask.reshape(-1).float()
-        loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
-        return logits, loss
+        return logits, masked_token_loss(logits, targets, loss_mask, loss_kind)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=0.0, top_k=None, eos_id=None, generator=None):

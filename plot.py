@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
+from runlog import UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
 
 
 def config_value(config, dotted):

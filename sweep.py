@@ -13,9 +13,14 @@ A sweep file (YAML):
     vary: {train.weight_decay: [0.0, 0.1, 1.0]}   # every combination of the listed values
     set: {train.stop_patience: 10}    # overrides shared by every run
 
-Finished runs (those with summary.json) are skipped and interrupted ones resumed, so an
-interrupted sweep picks up where it stopped. Writes summary.md and summary.csv (a row per cell,
-mean ± standard deviation over seeds) and runs.csv (a row per run) into `out`.
+    cells: [{}, {train.eps: 1.0e-6}]  # optional: named override sets, each crossed with vary
+
+Finished runs (those with summary.json) are skipped and interrupted ones resumed from their
+checkpoint, so an interrupted sweep picks up where it stopped. A run with a log but no checkpoint
+(committed logs keep no checkpoints) is left alone and said so: no sweep deletes a log unless
+given --rerun-destroying-logs. Writes summary.md and summary.csv (a row per cell, mean ± standard
+deviation over seeds, with a column per number of runlog.grokking_summary) and runs.csv (a row
+per run) into `out`.
 """
 
 import argparse
@@ -32,19 +37,24 @@ from pathlib import Path
 
 import yaml
 
-from common import UserError, grokking_summary, read_metrics, run_cli
+from runlog import UserError, grokking_summary, read_metrics, run_cli
 
-SWEEP_KEYS = {"name", "out", "base", "seeds", "vary", "set", "heldout"}
+SWEEP_KEYS = {"name", "out", "base", "seeds", "vary", "cells", "set", "heldout"}
 
 
 def load_sweep(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file '{path}' not found")
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"sweep file '{path}' is not valid YAML: {str(e).splitlines()[0]}")
+    if not isinstance(spec, dict):
+        raise UserError(f"sweep file '{path}' must be a mapping of sweep keys")
     unknown = set(spec) - SWEEP_KEYS
     if unknown:
-        raise UserError(f"unknown sweep key '{sorted(unknown)[0]}'; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
+        raise UserError(f"unknown sweep key '{sorted(unknown)[0]}' in '{path}'; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
     for key in ("name", "out", "base"):
         if key not in spec:
             raise UserError(f"sweep file '{path}' needs '{key}'")
@@ -54,8 +64,11 @@ def load_sweep(path):
             raise UserError(f"sweep base config '{base}' not found")
     spec.setdefault("seeds", [0])
     spec.setdefault("vary", {})
+    spec.setdefault("cells", [{}])  # named sets of overrides, each crossed with vary
     spec.setdefault("set", {})
-    spec.setdefault("heldout", "test")
+    spec.setdefault("heldout", None)  # None: test if the runs logged it, else val
+    if not all(isinstance(c, dict) for c in spec["cells"]):
+        raise UserError(f"'cells' in '{path}' must be a list of mappings from config keys to values")
     return spec
 
 
@@ -63,28 +76,45 @@ def fmt(value):
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def plan(spec):
-    """One dict per run: name, base, seed, the varied values, and its train.py command line."""
+def run_name(base, cell, seed):
+    parts = [Path(base).stem] + [f"{k.split('.')[-1]}{fmt(v)}" for k, v in cell.items()] + [f"s{seed}"]
+    return "_".join(parts).replace("/", "-").replace(" ", "")
+
+
+def plan(spec, destroy_logs=False):
+    """One dict per run: name, base, seed, cell, out, and what to do: its train.py command line
+    (start or resume), or None with the reason it is left alone."""
     keys = list(spec["vary"])
     runs = []
     # Seeds outermost: an interrupted sweep has covered every cell once before repeating any.
-    for seed in spec["seeds"]:
-        for base in spec["base"]:
-            for values in itertools.product(*(spec["vary"][k] for k in keys)):
-                cell = dict(zip(keys, values))
-                parts = [Path(base).stem] + [f"{k.split('.')[-1]}{fmt(v)}" for k, v in cell.items()] + [f"s{seed}"]
-                name = "_".join(parts).replace("/", "-").replace(" ", "")
-                out = Path(spec["out"]) / name
-                overrides = [f"--{k}={fmt(v)}" for k, v in {**spec["set"], **cell}.items()]
-                if (out / "checkpoints" / "last.pt").exists() and not (out / "summary.json").exists():
-                    # The same overrides again, so an edited sweep budget (say) reaches the run.
-                    command = ["train.py", "--resume", str(out), *overrides]
-                else:  # --overwrite: a run stopped before its first checkpoint starts again
-                    command = ["train.py", "--config", base, "--out", str(out), f"--seed={seed}",
-                               *overrides, "--overwrite"]
-                command += ["--train.threads=1", "--no-progress"]
-                runs.append({"name": name, "base": base, "seed": seed, "cell": cell, "out": out, "command": command})
+    for seed, base, extra, values in itertools.product(spec["seeds"], spec["base"], spec["cells"],
+                                                      itertools.product(*(spec["vary"][k] for k in keys))):
+        cell = {**extra, **dict(zip(keys, values))}
+        name = run_name(base, cell, seed)
+        out = Path(spec["out"]) / name
+        overrides = [f"--{k}={fmt(v)}" for k, v in {**spec["set"], **cell}.items()]
+        command, skip = _next_action(out, base, seed, overrides, destroy_logs)
+        runs.append({"name": name, "base": base, "seed": seed, "cell": cell, "out": out,
+                     "command": command, "skip": skip})
     return runs
+
+
+def _next_action(out, base, seed, overrides, destroy_logs):
+    """(train.py command, None), or (None, why the run is left as it is). Never deletes a log
+    unless destroy_logs (--rerun-destroying-logs) says so."""
+    threads = ["--train.threads=1", "--no-progress"]
+    fresh = ["train.py", "--config", base, "--out", str(out), f"--seed={seed}", *overrides, *threads]
+    has_log = (out / "metrics.jsonl").exists()
+    if destroy_logs and has_log:
+        return fresh + ["--overwrite"], None
+    if (out / "summary.json").exists():
+        return None, "finished"
+    if (out / "checkpoints" / "last.pt").exists():
+        # The same overrides again, so an edited sweep budget (say) reaches the run.
+        return ["train.py", "--resume", str(out), *overrides, *threads], None
+    if has_log or (out / "checkpoints").exists():
+        return None, "unfinished, with a log but no checkpoint to resume (--rerun-destroying-logs starts it again)"
+    return fresh, None
 
 
 def run_one(run):
@@ -99,17 +129,49 @@ def run_one(run):
     return code, time.time() - start, log
 
 
+MEDIANS = ("grokked_at", "seconds_to_99")  # also given as medians: the lever table's headline numbers
+
+
+def stat(values, digits):
+    """'mean ± sd (k never)' of the values that are not None; 'never' if none are."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "never"
+    mean = statistics.fmean(known)
+    text = f"{mean:.{digits}f}" if len(known) == 1 else f"{mean:.{digits}f} ± {statistics.stdev(known):.{digits}f}"
+    return text + (f" ({len(values) - len(known)} never)" if len(known) < len(values) else "")
+
+
+def cell_row(results):
+    """A table row from the runs of one cell: counts for yes/no keys, mean ± sd for numbers."""
+    row = {"seeds": str(len(results))}
+    unfinished = sum(not r["finished"] for r in results)
+    if unfinished:
+        row["seeds"] += f" ({unfinished} unfinished)"
+    for key in MEDIANS:
+        known = [r[key] for r in results if r.get(key) is not None]
+        row[f"median {key}"] = f"{statistics.median(known):.0f}" if known else "never"
+    for key in results[0]:
+        values = [r[key] for r in results]
+        if key == "finished":
+            continue
+        if any(isinstance(v, bool) for v in values):
+            row[key] = f"{sum(bool(v) for v in values)}/{len(values)}"
+        else:
+            small = any(isinstance(v, float) and abs(v) < 10 for v in values if v is not None)
+            row[key] = stat(values, 4 if small else 0)
+    return row
+
+
 def summarize(spec, runs):
-    """Per cell: mean and spread over seeds of the grokking numbers; writes summary.md/.csv."""
-    heldout = spec["heldout"]
+    """Per cell: the grokking numbers over seeds; writes summary.md/.csv and runs.csv into `out`."""
     cells, per_run = {}, []
     for run in runs:
         if not (run["out"] / "metrics.jsonl").exists():
             continue
-        key = (Path(run["base"]).stem, tuple(run["cell"].items()))
-        result = grokking_summary(read_metrics(run["out"]), heldout)
+        result = grokking_summary(read_metrics(run["out"]), spec["heldout"])
         result["finished"] = (run["out"] / "summary.json").exists()  # else stopped early or still running
-        cells.setdefault(key, []).append(result)
+        cells.setdefault((Path(run["base"]).stem, tuple(run["cell"].items())), []).append(result)
         per_run.append({"run": run["name"], "seed": run["seed"], **result})
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -118,34 +180,46 @@ def summarize(spec, runs):
             writer = csv.DictWriter(f, fieldnames=list(per_run[0]))
             writer.writeheader()
             writer.writerows(per_run)
-    columns = ["config", *spec["vary"], "seeds", f"grokked ({heldout} 99%)", "train 99%", f"{heldout} 99%",
-               "lag 99% (steps)", "train 100%", f"{heldout} 100%", "lag 100% (steps)", "final train acc",
-               f"final {heldout} acc", "final train loss", f"final {heldout} loss", "last step"]
-    rows = []
-    for (base, cell), results in cells.items():
-        def stat(name, digits=0):
-            values = [r[name] for r in results if r[name] is not None]
-            missing = len(results) - len(values)
-            if not values:
-                return "never"
-            mean = statistics.fmean(values)
-            text = f"{mean:.{digits}f}" if len(values) == 1 else \
-                f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-            return text + (f" ({missing} never)" if missing else "")
-
-        unfinished = sum(not r["finished"] for r in results)
-        rows.append([base, *[fmt(v) for _, v in cell],
-                     str(len(results)) + (f" ({unfinished} unfinished)" if unfinished else ""),
-                     f"{sum(r['grokked'] for r in results)}/{len(results)}",
-                     stat("train_99"), stat(f"{heldout}_99"), stat("lag_99"),
-                     stat("train_100"), stat(f"{heldout}_100"), stat("lag_100"), stat("final_train_acc", 4), stat(f"final_{heldout}_acc", 4),
-                     stat("final_train_loss", 4), stat(f"final_{heldout}_loss", 4), stat("last_step")])
+    keys = list(dict.fromkeys(k for _, cell in cells for k, _ in cell))
+    rows = [{"config": base, **{k: fmt(dict(cell).get(k, "-")) for k in keys}, **cell_row(results)}
+            for (base, cell), results in cells.items()]
+    columns = list(rows[0]) if rows else ["config"]
     with open(out / "summary.csv", "w", newline="") as f:
-        csv.writer(f).writerows([columns, *rows])
+        csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def check_configs(spec):
+    """Every run's config loads (keys, types, values) before any run starts."""
+    from config import load_config  # imports torch; --summarize-only and --print-commands do not need it
+
+    for base, extra, values in itertools.product(spec["base"], spec["cells"],
+                                                 itertools.product(*spec["vary"].values())):
+        cell = {**spec["set"], **extra, **dict(zip(spec["vary"], values))}
+        load_config(base, [f"--{k}={fmt(v)}" for k, v in cell.items()])
+
+
+def run_all(spec, runs, jobs):
+    todo = [r for r in runs if r["command"]]
+    for run in runs:
+        if run["skip"] and run["skip"] != "finished":
+            print(f"skip {run['out']}: {run['skip']}", file=sys.stderr)
+    print(f"{spec['name']}: {len(runs)} runs, {sum(r['skip'] == 'finished' for r in runs)} already done, "
+          f"{len(todo)} to run, {jobs} at a time", file=sys.stderr)
+    failed = 0
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_one, r): r for r in todo}
+        for i, future in enumerate(as_completed(futures), 1):
+            run = futures[future]
+            code, seconds, log = future.result()
+            failed += code != 0
+            status = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
+            print(f"[{i}/{len(todo)}] {run['name']}: {status} in {seconds:.0f}s", file=sys.stderr)
+    if failed:
+        print(f"{failed} runs failed; run the sweep again to retry them", file=sys.stderr)
 
 
 def main():
@@ -156,38 +230,29 @@ def main():
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")
     parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the sweep's seeds")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild summary.md/.csv from the logs")
+    parser.add_argument("--rerun-destroying-logs", action="store_true",
+                        help="start every run that has a log again from scratch, DELETING its log and checkpoints")
     args = parser.parse_args()
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
     spec = load_sweep(args.sweep)
-    runs = plan(spec)
+    runs = plan(spec, args.rerun_destroying_logs)
     if args.seeds:
         unknown = sorted(set(args.seeds) - set(spec["seeds"]))
         if unknown:
             raise UserError(f"--seeds {unknown} not in the sweep's seeds {spec['seeds']}")
-    todo_runs = [r for r in runs if not args.seeds or r["seed"] in args.seeds]
+    chosen = [r for r in runs if not args.seeds or r["seed"] in args.seeds]
     if args.print_commands:
         try:
-            for run in todo_runs:
-                print("OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(c) for c in run["command"]))
+            for run in chosen:
+                print("OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(c) for c in run["command"])
+                      if run["command"] else f"# skip {run['out']}: {run['skip']}")
         except BrokenPipeError:  # e.g. piped into head
             sys.stderr.close()
         return
     if not args.summarize_only:
-        todo = [r for r in todo_runs if not (r["out"] / "summary.json").exists()]
-        print(f"{spec['name']}: {len(todo_runs)} runs, {len(todo_runs) - len(todo)} already done, "
-              f"{args.jobs} at a time", file=sys.stderr)
-        failed = 0
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {pool.submit(run_one, r): r for r in todo}
-            for i, future in enumerate(as_completed(futures), 1):
-                run = futures[future]
-                code, seconds, log = future.result()
-                status = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
-                failed += code != 0
-                print(f"[{i}/{len(todo)}] {run['name']}: {status} in {seconds:.0f}s", file=sys.stderr)
-        if failed:
-            print(f"{failed} runs failed; run the sweep again to retry them", file=sys.stderr)
+        check_configs(spec)
+        run_all(spec, chosen, args.jobs)
     print(summarize(spec, runs))
 
 

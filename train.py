@@ -6,10 +6,13 @@
 
 Overrides take the form --section.key=value (or --seed=N). A run directory (default
 runs/<config name>) receives the resolved config, the command, versions, metrics.jsonl and
-checkpoints/ (last.pt, plus step_1000.pt, step_10000.pt, ...).
+checkpoints/ (last.pt, plus step_1000.pt, step_10000.pt, ...). A resume appends its command and
+the keys it changed to resumes.jsonl. One process at a time may use a run directory.
 """
 
 import argparse
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -26,104 +29,15 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from common import (UserError, batch_model_inputs, config_from_dict, config_to_dict, describe_keys,
-                    dump_json, encode_examples, forward_context, grokking_summary, load_checkpoint, load_config,
-                    make_tokenizer, parse_override, pick_device, read_metrics, rng_state, run_cli, save_checkpoint,
-                    seed_everything, set_rng_state, set_value, slice_batch, tokenizer_from_state, validate)
-from evaluate import evaluate_batch
-from generate_data import load_splits
+from checkpoint import check_same_data, data_identity, load_checkpoint, save_checkpoint
+from config import apply_override, config_from_dict, config_to_dict, describe_keys, load_config, validate
+from metrics import evaluation_record
 from model import GPT
-
-
-def eval_steps(train_cfg):
-    """The steps after which to evaluate: 0, then a geometric or a fixed grid, then the last."""
-    last = train_cfg.max_steps
-    if train_cfg.eval_schedule == "fixed":
-        steps = set(range(0, last + 1, train_cfg.eval_interval))
-    else:
-        per = train_cfg.eval_per_decade
-        steps = {round(10 ** (k / per)) for k in range(int(per * math.log10(last)) + 1)}
-        steps.add(0)
-    steps.add(last)
-    return steps
-
-
-def lr_at(step, cfg):
-    """Linear warmup over warmup_steps updates, then constant or cosine decay."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    floor = cfg.lr * cfg.min_lr_frac
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def make_optimizer(model, cfg):
-    """Adam or AdamW; decay either every parameter or only 2-D weights (not biases, norms)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.decay == "matrices":
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    else:
-        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
-    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
-
-
-class Grokfast:
-    """Grokfast-EMA (Lee et al. 2024, Algorithm 2): g <- g + lambda * EMA_alpha(g).
-
-    Applied between backward() and the optimizer step; amplifies the slow gradient component.
-    """
-
-    def __init__(self, model, alpha, lamb):
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.alpha, self.lamb = alpha, lamb
-        self.ema = None
-
-    @torch.no_grad()
-    def apply(self):
-        grads = [p.grad for p in self.params]
-        if self.ema is None:  # the paper starts the average at the first gradient
-            self.ema = [g.detach().clone() for g in grads]
-        else:
-            torch._foreach_lerp_(self.ema, grads, 1 - self.alpha)
-        torch._foreach_add_(grads, self.ema, alpha=self.lamb)
-
-    def state_dict(self):
-        return {"ema": self.ema}
-
-    def load_state_dict(self, state):
-        self.ema = state["ema"]
-
-
-class BatchOrder:
-    """Shuffled epochs of a training set of n examples, drawn with a generator of their own.
-
-    Incomplete last batches are dropped; a batch larger than n becomes the whole set.
-    """
-
-    def __init__(self, n, batch_size, seed, device):
-        self.n, self.batch_size, self.device = n, min(batch_size, n), device
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm, self.pos = None, n
-
-    def next(self):
-        if self.pos + self.batch_size > self.n:
-            self.perm = torch.randperm(self.n, generator=self.generator).to(self.device)
-            self.pos = 0
-        index = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return index
-
-    def state_dict(self):
-        return {"generator": self.generator.get_state(), "perm": None if self.perm is None else self.perm.cpu(), "pos": self.pos}
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
-        self.perm = None if state["perm"] is None else state["perm"].to(self.device)
-        self.pos = state["pos"]
+from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
+from runtime import forward_context, pick_device, seed_everything
+from tasks import load_splits
+from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
+from training import TrainState, eval_steps, lr_at, train_step
 
 
 class Distributed:
@@ -166,30 +80,279 @@ class Distributed:
             dist.destroy_process_group()
 
 
+# ----------------------------------------------------------------------------- run directory
+
+
 def describe_environment(device):
+    """Code version (commit, whether the tree had changes and a hash of them) and versions."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        commit, diff = git("rev-parse", "HEAD").strip(), git("diff", "HEAD")
     except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", False
-    return {"git_commit": commit, "git_dirty": dirty, "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(), "device": device,
-            "threads": torch.get_num_threads()}
+        commit, diff = "", ""
+    return {"git_commit": commit, "git_dirty": bool(diff), "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()
+            if diff else None, "python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform(), "cpu": _cpu_name(), "device": device, "threads": torch.get_num_threads()}
 
 
-def check_run_dir(out, resume, overwrite):
-    """Refuse to start over a run directory that holds a run, unless told to."""
-    holds_run = (out / "metrics.jsonl").exists() or (out / "checkpoints").exists()
-    if not resume and holds_run and not overwrite:
-        raise UserError(f"run directory '{out}' already holds a run; use --resume {out} to continue it, "
-                        "--overwrite to start it again, or --out to pick another directory")
+def _cpu_name():
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
 
 
-def prepare_run_dir(out, resume):
-    if not resume and out.exists():
-        shutil.rmtree(out)  # only reached with --overwrite, or for a folder without a run
-    out.mkdir(parents=True, exist_ok=True)
+class RunDirectory:
+    """A run directory held by one process: the lock is taken before anything is written."""
+
+    def __init__(self, out, resume, overwrite):
+        self.out, self.resume, self.overwrite, self.fd = Path(out), resume, overwrite, None
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out '{self.out}' is a file, not a directory; pick another --out")
+        self.check()
+
+    def check(self):
+        """Refuse to start over a run directory that holds a run, unless told to."""
+        holds_run = (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
+        if not self.resume and holds_run and not self.overwrite:
+            raise UserError(f"run directory '{self.out}' already holds a run; use --resume {self.out} to continue "
+                            "it, --overwrite to delete it and start again, or --out to pick another directory")
+
+    def acquire(self):
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.out, os.O_RDONLY)
+        except OSError as e:
+            raise UserError(f"cannot create run directory '{self.out}' ({e.strerror}); pick a writable --out")
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run directory '{self.out}' is in use by another train.py; wait for it to end "
+                            "or pick another --out")
+        self.check()  # the other process may have finished a run here while we waited
+        if not self.resume:  # only reached with --overwrite, or for a folder without a run
+            for child in self.out.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def record_start(out, cfg, args, changed, device):
+    """config.yaml, command.txt and env.json for a new run; for a resume, a line in resumes.jsonl."""
+    command = " ".join(sys.argv)
+    if not args.resume:
+        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        (out / "command.txt").write_text(command + "\n")
+        dump_json(out / "env.json", describe_environment(device))
+        return
+    (out / "summary.json").unlink(missing_ok=True)  # the run is not finished any more
+    with open(out / "resumes.jsonl", "a") as f:
+        f.write(json.dumps({"command": command, "changed": changed, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            **describe_environment(device)}) + "\n")
+
+
+def resolve_run(args, overrides):
+    """(config, run directory, checkpoint to resume or None, {key: [old, new]} a resume changes)."""
+    if not args.resume:
+        cfg = load_config(args.config, overrides)
+        return cfg, Path(args.out or cfg.out_dir or Path("runs") / cfg.name), None, {}
+    ckpt = load_checkpoint(args.resume)
+    cfg = config_from_dict(ckpt["config"])
+    before = _flat(config_to_dict(cfg))
+    for text in overrides:  # e.g. a longer --train.max_steps
+        apply_override(cfg, text)
+    validate(cfg)
+    check_same_data(ckpt, cfg.data, args.resume)
+    after = _flat(config_to_dict(cfg))
+    changed = {k: [before[k], after[k]] for k in after if after[k] != before[k]}
+    return cfg, Path(args.resume), ckpt, changed
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class Evaluations:
+    """When to evaluate, on how much, and the stop rule; writes metrics.jsonl (rank 0 only)."""
+
+    def __init__(self, tc, out, resumed_at):
+        self.tc, self.path, self.steps = tc, out / "metrics.jsonl", eval_steps(tc)
+        self.last_full, self.hits, self.seconds = -math.inf, 0, 0.0
+        if resumed_at is not None:
+            _truncate_metrics(self.path, resumed_at)
+            for r in read_metrics(out) if self.path.exists() else []:
+                if "subset" not in r:
+                    self.last_full, self.hits = r["step"], self._hit(r)
+        self.file = open(self.path, "a")
+
+    def _hit(self, record):
+        return self.hits + 1 if record.get("val_acc", 0.0) >= self.tc.stop_val_acc else 0
+
+    def run(self, state, model, batches, context, elapsed):
+        """Evaluate at this step if it is on the grid; returns the record or None."""
+        step, tc = state.step, self.tc
+        if step not in self.steps:
+            return None
+        start = time.time()
+        full = not tc.eval_subset or step - self.last_full >= tc.eval_full_gap or step == tc.max_steps
+        record = {"step": step, "lr": lr_at(max(step - 1, 0), tc, state.memorised_at),
+                  **evaluation_record(model, batches, tc, context, 0 if full else tc.eval_subset)}
+        record["elapsed"] = round(elapsed(), 3)
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if full:
+            self.last_full, self.hits = step, self._hit(record)
+            if state.memorised_at is None and record.get("train_acc", 0.0) >= 1.0:
+                state.memorised_at = step
+        self.seconds += time.time() - start
+        return record
+
+    def should_stop(self):
+        return bool(self.tc.stop_patience) and self.hits >= self.tc.stop_patience
+
+    def close(self):
+        self.file.close()
+
+
+def _truncate_metrics(path, step):
+    """Drop records written after the checkpoint we resume from (they will be redone)."""
+    if path.exists():
+        lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
+        path.write_text("".join(l + "\n" for l in lines))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def build_run(cfg, splits, resume_ckpt, device):
+    """Tokenizer, batches on the device, and the TrainState (restored when resuming)."""
+    if resume_ckpt is not None:
+        tokenizer = tokenizer_from_state(resume_ckpt["tokenizer"])
+    else:  # from every split, so that val and test hold no unknown symbol
+        tokenizer = make_tokenizer(cfg.data.tokenizer, [p + c for rows in splits.values() for p, c in rows])
+    batches = {name: {k: v.to(device) for k, v in encode_examples(tokenizer, rows, cfg.data.mask_first).items()}
+               for name, rows in splits.items() if rows}
+    cfg.model.vocab_size = tokenizer.vocab_size
+    cfg.model.block_size = max(b["idx"].size(1) for b in batches.values())
+    state = TrainState(GPT(cfg.model).to(device), cfg.train, batches["train"]["idx"].size(0), cfg.seed, device)
+    if resume_ckpt is not None:
+        try:
+            state.load_state_dict(resume_ckpt)
+        except ValueError as e:
+            raise UserError(f"the checkpoint does not match the requested run (drop the model or optimizer "
+                            f"overrides to resume it): {e}")
+    return tokenizer, batches, state
+
+
+def train(args, overrides):
+    cfg, out, resume_ckpt, changed = resolve_run(args, overrides)
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    ddp = Distributed(pick_device(tc.device))
+    if tc.batch_size % ddp.world:
+        raise UserError(f"train.batch_size {tc.batch_size} must be divisible by the {ddp.world} processes")
+    log = (lambda message: print(message, file=sys.stderr)) if ddp.is_main else (lambda message: None)
+    run_dir = RunDirectory(out, args.resume, args.overwrite)
+    # Bad data settings fail before anything is written; rank 0 generates a missing data set.
+    splits = load_splits(cfg.data, log) if ddp.is_main else None
+    ddp.barrier()
+    if not ddp.is_main:
+        splits = load_splits(cfg.data, log)
+    else:
+        run_dir.acquire()
+    ddp.barrier()
+    seed_everything(cfg.seed)
+    tokenizer, batches, state = build_run(cfg, splits, resume_ckpt, ddp.device)
+    if ddp.is_main:
+        record_start(out, cfg, args, changed, ddp.device)
+    log(f"{state.model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, block "
+        f"{cfg.model.block_size}, device {ddp.device}, train {state.order.n} examples, batch {state.order.batch_size}"
+        + (f"; resuming {out} from step {state.step}" if resume_ckpt else ""))
+    try:
+        seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, resume_ckpt is not None, log)
+    finally:
+        run_dir.release()
+        ddp.close()
+    if ddp.is_main:
+        # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
+        dump_json(out / "summary.json", {"step": state.step, "seconds": round(seconds, 1),
+                                         "eval_seconds": round(eval_seconds, 1), **grokking_summary(read_metrics(out))})
+    log(f"done: {out} (step {state.step}, {seconds:.1f}s, {eval_seconds / max(seconds, 1e-9):.0%} of it evaluating)")
+    return out
+
+
+def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
+    """Evaluate on the grid, checkpoint, step; until max_steps, the stop rule or a signal.
+
+    A checkpoint at step s is written after the evaluation at s, so resuming from it neither
+    repeats nor skips a record. Returns (seconds, seconds spent evaluating).
+    """
+    tc = cfg.train
+    resumed_at = state.step if resumed else None
+    model = torch.compile(state.model) if tc.compile else state.model
+    trained = DistributedDataParallel(model) if ddp.world > 1 else model
+    context = forward_context(ddp.device, tc.precision, tc.attention_kernel)
+    inputs = batch_model_inputs(batches["train"])  # fixed-length data: no mask, outputs only at the answer
+    evals = Evaluations(tc, out, resumed_at) if ddp.is_main else None
+    stop_signal, start = [], time.time()
+    handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    progress = _progress(tc.max_steps, state.step, args.no_progress or not ddp.is_main)
+
+    def checkpoint(name):
+        if ddp.is_main:
+            save_checkpoint(out / "checkpoints" / name, {**state.state_dict(), "config": config_to_dict(cfg),
+                                                         "tokenizer": tokenizer.state(), "data": data_identity(cfg.data)})
+    try:
+        while True:
+            if state.step != resumed_at and evals is not None:
+                record = evals.run(state, model, batches, context, lambda: time.time() - start)
+                if record is not None:
+                    progress.set_postfix_str(" ".join(f"{k} {record[k]:.3g}" for k in
+                                                      ("train_loss", "train_acc", "val_loss", "val_acc") if k in record))
+            if ddp.any(evals is not None and evals.should_stop()):
+                log(f"stopping at step {state.step}: val accuracy >= {tc.stop_val_acc} for {tc.stop_patience} evaluations")
+                break
+            if state.step >= tc.max_steps:
+                break
+            if state.step != resumed_at:
+                if state.step > 0 and state.step % tc.checkpoint_interval == 0:
+                    checkpoint("last.pt")
+                if tc.log_checkpoints and state.step >= 1000 and math.log10(state.step).is_integer():
+                    checkpoint(f"step_{state.step}.pt")
+            if ddp.any(stop_signal):
+                checkpoint("last.pt")
+                log(f"interrupted at step {state.step}; checkpoint saved. Continue with: python train.py --resume {out}")
+                raise SystemExit(130)
+            batch = slice_batch(batches["train"], ddp.my_share(state.order.next()))
+            train_step(state, trained, batch, inputs, tc, context)
+            progress.update(1)
+    finally:
+        progress.close()
+        if evals is not None:
+            evals.close()
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    checkpoint("last.pt")
+    return time.time() - start, evals.seconds if evals is not None else 0.0
+
+
+def _progress(total, initial, disabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=disabled, unit="step", dynamic_ncols=True, file=sys.stderr)
 
 
 def parse_args(argv=None):
@@ -199,207 +362,14 @@ def parse_args(argv=None):
     parser.add_argument("--config", help="YAML config file (configs/*.yaml)")
     parser.add_argument("--out", help="run directory (default runs/<name>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory")
+    parser.add_argument("--overwrite", action="store_true", help="delete the run in the run directory and start again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and sweeps)")
     args, overrides = parser.parse_known_args(argv)
     if not args.config and not args.resume:
         parser.error("give --config FILE (or --resume RUN_DIR)")
+    if args.config and args.resume:
+        parser.error("give --config FILE to start a run or --resume RUN_DIR to continue one, not both")
     return args, overrides
-
-
-def train(args, overrides):
-    resume_ckpt = None
-    if args.resume:
-        resume_ckpt = load_checkpoint(args.resume)
-        cfg = config_from_dict(resume_ckpt["config"])
-        for text in overrides:  # e.g. a longer --train.max_steps
-            set_value(cfg, *parse_override(text))
-        validate(cfg)
-        out = Path(args.resume)
-    else:
-        cfg = load_config(args.config, overrides)
-        out = Path(args.out or cfg.out_dir or Path("runs") / cfg.name)
-    tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    ddp = Distributed(pick_device(tc.device))
-    device = ddp.device
-    if tc.batch_size % ddp.world:
-        raise UserError(f"train.batch_size {tc.batch_size} must be divisible by the {ddp.world} processes")
-    log = (lambda message: print(message, file=sys.stderr)) if ddp.is_main else (lambda message: None)
-    check_run_dir(out, args.resume, args.overwrite)
-    # Rank 0 generates the data set if it is missing; bad data settings fail before anything
-    # is written to the run directory.
-    splits = load_splits(cfg.data, log) if ddp.is_main else None
-    ddp.barrier()  # every rank has checked the run directory and can read the data now
-    if not ddp.is_main:
-        splits = load_splits(cfg.data, log)
-    else:
-        prepare_run_dir(out, args.resume)
-    ddp.barrier()
-    seed_everything(cfg.seed)
-
-    # Tokenizer from every split (so val/test hold no unknown symbol); tensors on the device.
-    if resume_ckpt is not None:
-        tokenizer = tokenizer_from_state(resume_ckpt["tokenizer"])
-    else:
-        texts = [p + c for rows in splits.values() for p, c in rows]
-        tokenizer = make_tokenizer(cfg.data.tokenizer, texts)
-    batches = {name: {k: v.to(device) for k, v in encode_examples(tokenizer, rows, cfg.data.mask_first).items()}
-               for name, rows in splits.items() if rows}
-    cfg.model.vocab_size = tokenizer.vocab_size
-    cfg.model.block_size = max(b["idx"].size(1) for b in batches.values())
-
-    model = GPT(cfg.model).to(device)
-    optimizer = make_optimizer(model, tc)
-    grokfast = Grokfast(model, tc.grokfast_alpha, tc.grokfast_lambda) if tc.grokfast_lambda > 0 else None
-    order = BatchOrder(batches["train"]["idx"].size(0), tc.batch_size, cfg.seed, device)
-    step = 0
-    if resume_ckpt is not None:
-        try:
-            model.load_state_dict(resume_ckpt["model"])
-            optimizer.load_state_dict(resume_ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise UserError(f"checkpoint in '{out}' does not match the requested model (drop the model "
-                            f"overrides to resume it): {str(e).splitlines()[0][:160]}")
-        order.load_state_dict(resume_ckpt["batch_order"])
-        if grokfast is not None and resume_ckpt.get("grokfast"):
-            grokfast.load_state_dict(resume_ckpt["grokfast"])
-        set_rng_state(resume_ckpt["rng"])
-        step = resume_ckpt["step"]
-        log(f"resuming {out} from step {step}")
-        if ddp.is_main:
-            _truncate_metrics(out / "metrics.jsonl", step)
-            (out / "summary.json").unlink(missing_ok=True)
-    elif ddp.is_main:
-        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        (out / "command.txt").write_text(" ".join(sys.argv) + "\n")
-        dump_json(out / "env.json", describe_environment(device))
-    compiled = torch.compile(model) if tc.compile else model
-    trained = DistributedDataParallel(compiled) if ddp.world > 1 else compiled
-    model_context = forward_context(device, tc.precision, tc.attention_kernel)
-    log(f"{model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, "
-        f"block {cfg.model.block_size}, device {device}, train {order.n} examples, batch {order.batch_size}")
-
-    def checkpoint(path):
-        if not ddp.is_main:
-            return
-        save_checkpoint(path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "config": config_to_dict(cfg), "tokenizer": tokenizer.state(), "rng": rng_state(),
-            "batch_order": order.state_dict(), "grokfast": grokfast.state_dict() if grokfast else None,
-            "data": _data_identity(cfg),
-        })
-
-    stop_signal = []
-    handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
-    evals = eval_steps(tc)
-    train_batch = batches["train"]
-    # Fixed-length data takes the fast paths: no attention mask, outputs only where the loss is.
-    attention_mask, positions = batch_model_inputs(train_batch)
-    hits = _trailing_hits(out / "metrics.jsonl", tc.stop_val_acc)
-    resumed_at = step if resume_ckpt is not None else None
-    start_time = time.time()
-    progress = _progress(tc.max_steps, step, args.no_progress or not ddp.is_main)
-    metrics_file = open(out / "metrics.jsonl", "a") if ddp.is_main else None
-    try:
-        while True:
-            # A checkpoint at step s is written after the evaluation at s, so resuming from it
-            # neither repeats nor skips a record.
-            if step != resumed_at and ddp.is_main:
-                if step in evals:
-                    record = {"step": step, "lr": lr_at(max(step - 1, 0), tc)}
-                    for name in [n for n in tc.eval_splits if n in batches]:
-                        numbers = evaluate_batch(compiled, batches[name], tc.eval_batch_size, model_context)
-                        record[f"{name}_loss"], record[f"{name}_acc"] = numbers["loss"], numbers["acc"]
-                    with torch.no_grad():
-                        record["weight_norm"] = math.sqrt(sum(float(p.float().pow(2).sum()) for p in model.parameters()))
-                    record["elapsed"] = round(time.time() - start_time, 3)
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
-                    progress.set_postfix_str(" ".join(
-                        f"{k} {record[k]:.3g}" for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in record))
-                    hits = hits + 1 if record.get("val_acc", 0.0) >= tc.stop_val_acc else 0
-            if ddp.any(tc.stop_patience and hits >= tc.stop_patience):
-                log(f"stopping at step {step}: val accuracy >= {tc.stop_val_acc} for {hits} evaluations")
-                break
-            if step >= tc.max_steps:
-                break
-            if step != resumed_at:
-                if step > 0 and step % tc.checkpoint_interval == 0:
-                    checkpoint(out / "checkpoints" / "last.pt")
-                if tc.log_checkpoints and step >= 1000 and math.log10(step).is_integer():
-                    checkpoint(out / "checkpoints" / f"step_{step}.pt")
-            if ddp.any(stop_signal):
-                checkpoint(out / "checkpoints" / "last.pt")
-                log(f"interrupted at step {step}; checkpoint saved. Continue with: python train.py --resume {out}")
-                raise SystemExit(130)
-
-            index = ddp.my_share(order.next())
-            batch = slice_batch(train_batch, index)
-            lr = lr_at(step, tc)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with model_context():
-                _, loss = trained(batch["idx"], batch["targets"], batch["loss_mask"],
-                                   None if attention_mask is None else batch["attention_mask"], positions)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            if grokfast is not None:
-                grokfast.apply()
-            optimizer.step()
-            step += 1
-            progress.update(1)
-    finally:
-        progress.close()
-        if metrics_file:
-            metrics_file.close()
-        for s, h in handlers.items():
-            signal.signal(s, h)
-        ddp.close()
-    checkpoint(out / "checkpoints" / "last.pt")
-    seconds = time.time() - start_time
-    if ddp.is_main:
-        # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
-        heldout = "test" if "test" in tc.eval_splits else "val"
-        dump_json(out / "summary.json", {"step": step, "seconds": round(seconds, 1),
-                                         **grokking_summary(read_metrics(out), heldout)})
-    log(f"done: {out} (step {step}, {seconds:.1f}s)")
-    return out
-
-
-def _data_identity(cfg):
-    d = cfg.data
-    if d.kind == "text":
-        return {"kind": "text", "text": d.text}
-    return {"kind": "modular", "op": d.op, "p": d.p, "train_frac": d.train_frac,
-            "val_frac": d.val_frac, "data_seed": d.data_seed}
-
-
-def _truncate_metrics(path, step):
-    """Drop records written after the checkpoint we resume from (they will be redone)."""
-    if not path.exists():
-        return
-    lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
-    path.write_text("".join(l + "\n" for l in lines))
-
-
-def _trailing_hits(path, threshold):
-    """How many of the last records in a metrics log have val accuracy at the threshold."""
-    hits = 0
-    if path.exists():
-        for line in path.read_text().splitlines():
-            hits = hits + 1 if json.loads(line).get("val_acc", 0.0) >= threshold else 0
-    return hits
-
-
-def _progress(total, initial, disabled):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=disabled, unit="step", dynamic_ncols=True, file=sys.stderr)
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 import pytest
 
-from common import UserError, config_from_dict, config_to_dict, load_config
+from config import config_from_dict, config_to_dict, load_config
+from runlog import UserError
 from conftest import run_script
 
 
@@ -43,7 +44,7 @@ def test_wrong_type(tmp_path):
     ("--model.n_layer=0", "positive"),
     ("--train.batch_size=-1", "positive"),
     ("--data.train_frac=0.8", "at most 1"),
-    ("--train.optimizer=sgd", "choose one of"),
+    ("--train.optimizer=lion", "choose one of"),
     ("--model.vocab_size=10", "computed from the data"),
     ("--train.weight_decay=-1", "zero or more"),
 ])
@@ -78,7 +79,7 @@ def _log(pairs):
 
 
 def test_grokking_summary_on_synthetic_logs():
-    from common import grokking_summary
+    from runlog import grokking_summary
 
     never = grokking_summary(_log([(0, 0.0, 0.0), (100, 1.0, 0.1), (1000, 1.0, 0.2)]))
     assert never["train_100"] == 100 and never["test_99"] is None and never["lag_100"] is None

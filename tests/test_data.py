@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
-from common import (DataConfig, UserError, batch_model_inputs, encode_examples, make_tokenizer,
-                    tokenizer_from_state)
+from config import DataConfig
+from runlog import UserError
+from tokens import batch_model_inputs, encode_examples, make_tokenizer, tokenizer_from_state
 from conftest import needs_gpt2, run_script
-from generate_data import (all_equations, check_dataset, dataset_dir, ensure_dataset, load_splits,
+from tasks import (all_equations, check_dataset, dataset_dir, ensure_dataset, load_splits,
                            read_split, split_equations, write_dataset)
 from model import GPT, GPTConfig
 

@@ -1,0 +1,87 @@
+"""One checkpoint format: save (atomic), find, load (weights_only) and rebuild a model from it.
+
+A checkpoint is a dict of tensors and plain values: the TrainState's state_dict (model,
+optimizer, filters, batch order, step, RNG) plus config, tokenizer and the data split's identity.
+A shipped, weights-only checkpoint (export_checkpoint.py) keeps model, config, tokenizer, step, data.
+"""
+
+import os
+from pathlib import Path
+
+import torch
+
+from config import config_from_dict
+from model import GPT
+from runlog import UserError
+from tokens import tokenizer_from_state
+
+
+def save_checkpoint(path, state):
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def resolve_checkpoint(path):
+    """A checkpoint file, or a run directory (its checkpoints/last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"'{path}' is a directory without checkpoints/last.pt; pass a .pt file or a run directory")
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' not found; pass a .pt file or a run directory (runs/NAME)")
+    return path
+
+
+def load_checkpoint(path):
+    """Load a checkpoint of this repo (tensors and plain values only: weights_only=True)."""
+    path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(
+            f"'{path}' is not a readable checkpoint (truncated, or not written by this repo): "
+            f"{str(e).splitlines()[0][:160]}"
+        )
+    if not isinstance(ckpt, dict) or not {"model", "config", "tokenizer"} <= set(ckpt):
+        raise UserError(f"'{path}' is not a checkpoint of this repo (it lacks model, config, tokenizer)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt):
+    """Rebuild (model in eval mode, tokenizer, config) from a loaded checkpoint."""
+    cfg = config_from_dict(ckpt["config"])
+    model = GPT(cfg.model)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"checkpoint weights do not match its model config: {str(e).splitlines()[0][:200]}")
+    model.eval()
+    return model, tokenizer_from_state(ckpt["tokenizer"]), cfg
+
+
+def data_identity(data):
+    """What fixes a run's examples and their split: a resume must not change any of it."""
+    if data.kind == "text":
+        return {"kind": "text", "text": list(data.text), "mask_first": data.mask_first, "tokenizer": data.tokenizer}
+    return {"kind": "modular", "op": data.op, "p": data.p, "train_frac": data.train_frac,
+            "val_frac": data.val_frac, "data_seed": data.data_seed, "tokenizer": data.tokenizer}
+
+
+def check_same_data(ckpt, data, where):
+    """Refuse to continue a run on other data than it was trained on (its test set would leak)."""
+    stored = ckpt.get("data") or {}
+    wanted = data_identity(data)
+    for key, value in wanted.items():
+        if key in stored and stored[key] != value:
+            raise UserError(f"the run in '{where}' was trained with data.{key}={stored[key]!r}; resuming it with "
+                            f"data.{key}={value!r} would change its examples or split. Drop that override, "
+                            "or start a new run with --config and --out")

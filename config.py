@@ -1,0 +1,332 @@
+"""The run config: every default of every setting, loading YAML with `base:` inheritance, overrides.
+
+Every default lives in the dataclasses below (GPTConfig in model.py); configs/*.yaml only set
+values, and a config may start from another with `base: configs/other.yaml`. The loader rejects
+unknown keys and wrong types with a message that names the key and the valid choices.
+"""
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import get_type_hints
+
+import yaml
+
+from model import TOKEN_LOSSES, GPTConfig
+from runlog import UserError
+from training import OPTIMIZERS, SCHEDULES
+
+@dataclass
+class DataConfig:
+    kind: str = "modular"  # "modular": a op b = c (mod p); "text": the strings below
+    tokenizer: str = "number"  # "number": one token per residue; "char"; "gpt2" (tiktoken r50k_base)
+    # modular arithmetic (generate_data.py)
+    op: str = "/"
+    p: int = 97
+    train_frac: float = 0.5  # Power et al. 2022, Figure 1: 50% of all equations for training
+    val_frac: float = 0.25  # the rest after train and val is the test split
+    data_seed: int = 0  # shuffles the split; independent of the model seed
+    data_dir: str = ""  # default: data/<op><p>_train<f>_val<f>_seed<s>
+    # text memorisation (sanity checks)
+    text: list = field(default_factory=list)  # training strings, one example each
+    mask_first: int = 0  # leave the first N target tokens of each example out of the loss
+
+
+@dataclass
+class TrainConfig:
+    # "adamw" (decoupled weight decay), "adam" (L2 added to the gradient), "sgd" (momentum betas[0]),
+    # "muon" (Muon on the blocks' matrices, AdamW on the rest; see training.py)
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    betas: list = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-8
+    weight_decay: float = 1.0
+    decay: str = "matrices"  # which parameters decay: "matrices" (2-D weights; nanoGPT) or "all" (the paper)
+    warmup_steps: int = 10
+    # after warmup: "constant"; "cosine" (down to min_lr_frac * lr at max_steps); "drop" (lr times
+    # min_lr_frac from the first evaluation at 100% train accuracy)
+    schedule: str = "constant"
+    min_lr_frac: float = 0.1
+    loss: str = "softmax"  # "softmax" cross-entropy, or "stablemax" (Prieto et al. 2025)
+    perpendicular_grad: bool = False  # drop each gradient's component along its weights (Prieto et al.)
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    grokfast_alpha: float = 0.0  # Grokfast-EMA (Lee et al. 2024) decay of the gradient average
+    grokfast_lambda: float = 0.0  # its amplification; 0 = off
+    batch_size: int = 512
+    max_steps: int = 100_000
+    eval_schedule: str = "log"  # "log": about eval_per_decade points per decade; "fixed": every eval_interval
+    eval_interval: int = 100
+    eval_per_decade: int = 20
+    eval_batch_size: int = 8192
+    eval_splits: list = field(default_factory=lambda: ["train", "val", "test"])  # scored at each evaluation
+    # Cheap evaluation: an evaluation less than eval_full_gap steps after the last full one scores
+    # only the first eval_subset examples of each split (its record says "subset"); 0 = always full.
+    eval_subset: int = 0
+    eval_full_gap: int = 0
+    stop_patience: int = 0  # stop once val accuracy >= stop_val_acc for this many full evals; 0 = never
+    stop_val_acc: float = 1.0
+    checkpoint_interval: int = 1000  # steps between overwrites of last.pt
+    log_checkpoints: bool = True  # also keep step_1000.pt, step_10000.pt, ... (powers of ten)
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
+    compile: bool = False  # torch.compile the model
+    # "auto": SDPA's math kernel on CPU, where it beats the flash kernel on these few-token
+    # sequences (bench.py measures it), PyTorch's own pick elsewhere; "default": always PyTorch's.
+    attention_kernel: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class Config:
+    name: str = ""  # run name; default: the config file's stem
+    seed: int = 0  # model init, dropout and batch order
+    out_dir: str = ""  # default: runs/<name>
+    model: GPTConfig = field(default_factory=GPTConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES = {
+    "data.kind": ["modular", "text"],
+    "data.tokenizer": ["number", "char", "gpt2"],
+    "train.optimizer": list(OPTIMIZERS),
+    "train.decay": ["matrices", "all"],
+    "train.schedule": list(SCHEDULES),
+    "train.loss": list(TOKEN_LOSSES),
+    "train.eval_schedule": ["log", "fixed"],
+    "train.device": ["auto", "cpu", "cuda", "mps"],
+    "train.precision": ["fp32", "bf16"],
+    "train.attention_kernel": ["auto", "default"],
+}
+DERIVED = {"model.vocab_size", "model.block_size"}  # set from the data, never by the user
+SECTIONS = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _coerce(key, value, kind):
+    """Check one value against its declared type; ints pass as floats, '1e-3' strings as floats."""
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, tuple):
+        return list(value)
+    if kind is list and isinstance(value, str):
+        value = [value]  # a single text string
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise UserError(
+            f"config key '{key}' must be {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if key == "train.betas":
+        try:
+            value = [float(b) for b in value]
+        except (TypeError, ValueError):
+            value = []
+        if len(value) != 2:
+            raise UserError(f"config key 'train.betas' must be two numbers, like [0.9, 0.98]")
+    return value
+
+
+def _unknown_key(key, valid):
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return UserError(f"unknown config key '{key}'.{hint} Valid keys: {', '.join(valid)}")
+
+
+def _declared_type(cfg, dotted):
+    """(object holding the key, key, declared type) of a dotted key, or a UserError naming it."""
+    parts = dotted.split(".")
+    top = [f.name for f in dataclasses.fields(Config) if f.name not in SECTIONS]
+    if len(parts) == 1:
+        if parts[0] in SECTIONS:
+            raise UserError(f"'{dotted}' is a section; set one of its keys, like --{dotted}.KEY=VALUE")
+        if parts[0] not in top:
+            raise _unknown_key(dotted, top + [f"{s}.KEY" for s in SECTIONS])
+        return cfg, parts[0], get_type_hints(Config)[parts[0]]
+    section, key = parts[0], ".".join(parts[1:])
+    if section not in SECTIONS:
+        raise _unknown_key(dotted, top + list(SECTIONS))
+    valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    if key not in valid:
+        raise _unknown_key(dotted, [f"{section}.{k}" for k in valid])
+    if dotted in DERIVED:
+        raise UserError(f"'{dotted}' is computed from the data; remove it from the config")
+    return getattr(cfg, section), key, get_type_hints(SECTIONS[section])[key]
+
+
+def set_value(cfg, dotted, value):
+    """Set cfg.<section>.<key> (or a top-level key) from a dotted name, with type checks."""
+    holder, key, kind = _declared_type(cfg, dotted)
+    setattr(holder, key, _coerce(dotted, value, kind))
+
+
+def _flatten(tree, prefix=""):
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if key in SECTIONS and not prefix:
+            if not isinstance(value, dict):
+                raise UserError(f"config section '{key}' must be a mapping of keys to values")
+            yield from _flatten(value, f"{key}.")
+        else:
+            yield dotted, value
+
+
+def apply_override(cfg, text):
+    """'--train.lr=3e-4': the value is read as YAML, except for text keys, which take it as
+    written (so --data.op=- is the operation '-', not a YAML list); quotes around it are dropped."""
+    if not text.startswith("--") or "=" not in text:
+        raise UserError(f"cannot read override '{text}': write it as --section.key=value")
+    dotted, raw = text[2:].split("=", 1)
+    _, _, kind = _declared_type(cfg, dotted)
+    if kind is str:
+        value = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" else raw
+    else:
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+    set_value(cfg, dotted, value)
+
+
+def read_config_tree(path, seen=()):
+    """A config file as a nested dict, its `base:` chain merged in (the file's own values win)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' not found (configs live in configs/)")
+    if path.resolve() in seen:
+        raise UserError(f"config file '{path}' is its own base (through `base:`); break the loop")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}")
+    if not isinstance(tree, dict):
+        raise UserError(f"config file '{path}' must be a mapping of sections to keys")
+    base = tree.pop("base", None)
+    if base is None:
+        return tree
+    if not isinstance(base, str):
+        raise UserError(f"'base' in '{path}' must be the path of another config file")
+    merged = read_config_tree(base, (*seen, path.resolve()))
+    for key, value in tree.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path=None, overrides=()):
+    """Defaults, then the YAML file (and its bases), then '--key=value' overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        for dotted, value in _flatten(read_config_tree(path)):
+            set_value(cfg, dotted, value)
+        if not cfg.name:
+            cfg.name = Path(path).stem
+    for text in overrides:
+        apply_override(cfg, text)
+    if not cfg.name:
+        cfg.name = "run"
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    """Reject impossible combinations, naming the key and what would work."""
+    for dotted, options in CHOICES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in options:
+            raise UserError(f"config key '{dotted}' is '{value}'; choose one of: {', '.join(options)}")
+    _validate_ranges(cfg.model, cfg.data, cfg.train)
+    (_validate_modular if cfg.data.kind == "modular" else _validate_text)(cfg.data)
+
+
+def _validate_ranges(m, d, t):
+    positive = {
+        "model.n_layer": m.n_layer, "model.n_head": m.n_head, "model.n_embd": m.n_embd,
+        "model.d_ff": m.d_ff, "model.init_scale": m.init_scale, "train.batch_size": t.batch_size,
+        "train.max_steps": t.max_steps, "train.eval_interval": t.eval_interval,
+        "train.eval_per_decade": t.eval_per_decade, "train.eval_batch_size": t.eval_batch_size,
+        "train.checkpoint_interval": t.checkpoint_interval, "train.lr": t.lr, "train.eps": t.eps,
+    }
+    nonnegative = {
+        "train.weight_decay": t.weight_decay, "train.warmup_steps": t.warmup_steps,
+        "train.grad_clip": t.grad_clip, "train.grokfast_lambda": t.grokfast_lambda,
+        "train.stop_patience": t.stop_patience, "train.threads": t.threads, "train.eval_subset": t.eval_subset,
+        "train.eval_full_gap": t.eval_full_gap, "data.mask_first": d.mask_first, "data.data_seed": d.data_seed,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"config key '{key}' must be positive, got {value}")
+    for key, value in nonnegative.items():
+        if value < 0:
+            raise UserError(f"config key '{key}' must be zero or more, got {value}")
+    if m.n_embd % m.n_head:
+        raise UserError(f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
+    for key, value in (("model.dropout", m.dropout), ("train.grokfast_alpha", t.grokfast_alpha)):
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"config key '{key}' must be in [0, 1), got {value}")
+    if not 0.0 <= t.min_lr_frac <= 1.0:
+        raise UserError(f"config key 'train.min_lr_frac' must be in [0, 1], got {t.min_lr_frac}")
+    unknown_splits = [x for x in t.eval_splits if x not in ("train", "val", "test")]
+    if unknown_splits or not t.eval_splits:
+        raise UserError(f"train.eval_splits must list some of train, val, test; got {t.eval_splits}")
+    if not all(0.0 <= b < 1.0 for b in t.betas):
+        raise UserError(f"train.betas must each be in [0, 1), got {t.betas}")
+
+
+def _validate_modular(d):
+    if d.tokenizer == "gpt2":
+        raise UserError("modular data uses data.tokenizer 'number' or 'char', not 'gpt2'")
+    if not (0 < d.train_frac <= 1 and 0 <= d.val_frac < 1):
+        raise UserError("data.train_frac must be in (0, 1] and data.val_frac in [0, 1)")
+    if d.train_frac + d.val_frac > 1 + 1e-9:
+        raise UserError(
+            f"data.train_frac + data.val_frac = {d.train_frac + d.val_frac:g} is more than 1;"
+            " the test split gets what is left, so they must sum to at most 1"
+        )
+
+
+def _validate_text(d):
+    if d.tokenizer == "number":
+        raise UserError("text data uses data.tokenizer 'char' or 'gpt2', not 'number'")
+    if not d.text or not all(isinstance(s, str) and s for s in d.text):
+        raise UserError("data.kind 'text' needs data.text: a list of non-empty strings")
+
+
+def config_to_dict(cfg):
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(tree):
+    """Rebuild a Config from a checkpoint's dict, derived model values included."""
+    cfg = Config()
+    for dotted, value in _flatten(tree):
+        if dotted in DERIVED:
+            section, key = dotted.split(".")
+            setattr(getattr(cfg, section), key, value)
+        else:
+            set_value(cfg, dotted, value)
+    return cfg
+
+
+def describe_keys():
+    """Every key with its default, for --help."""
+    lines, cfg = [], Config()
+    for f in dataclasses.fields(Config):
+        if f.name in SECTIONS:
+            for g in dataclasses.fields(SECTIONS[f.name]):
+                dotted = f"{f.name}.{g.name}"
+                if dotted in DERIVED:
+                    continue
+                default = getattr(getattr(cfg, f.name), g.name)
+                choices = f"  {{{', '.join(CHOICES[dotted])}}}" if dotted in CHOICES else ""
+                lines.append(f"  --{dotted}={default!r}{choices}")
+        else:
+            lines.append(f"  --{f.name}={getattr(cfg, f.name)!r}")
+    return "\n".join(lines)

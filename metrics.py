@@ -1,0 +1,131 @@
+"""Metrics: functions from a model and tensors to numbers, registered by name.
+
+SPLIT_METRICS are computed on each evaluated split from one pass of the model (logged as
+<split>_<name>); MODEL_METRICS from the weights alone (logged under their own name). A new
+metric is a new entry; train.py logs every entry at every evaluation, evaluate.py prints them.
+"""
+
+import math
+from collections import defaultdict
+
+import torch
+
+from model import token_losses
+from tokens import batch_model_inputs, slice_batch
+
+
+def _loss(out):
+    """Mean loss over the loss positions (the answer tokens and the final EOS)."""
+    return (out["token_loss"] * out["mask"]).sum().item() / max(int(out["mask"].sum()), 1)
+
+
+def _accuracy(out):
+    """Share of sequences whose every loss token is the model's argmax (teacher forcing; for
+    whole answers this is greedy decoding's exact-match rate)."""
+    right = out["correct"] | ~out["mask"]
+    return int(right.all(dim=1).sum()) / max(right.size(0), 1)
+
+
+SPLIT_METRICS = {"loss": _loss, "acc": _accuracy}
+
+
+@torch.no_grad()
+def _weight_norm(model):
+    """L2 norm of all parameters together: the quantity weight decay shrinks while grokking."""
+    return math.sqrt(sum(float(p.float().pow(2).sum()) for p in model.parameters()))
+
+
+MODEL_METRICS = {"weight_norm": _weight_norm}
+
+
+@torch.no_grad()
+def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax"):
+    """Per-position loss, correctness and loss mask (N, P) of a split, in chunks of eval_batch_size."""
+    was_training = model.training
+    model.eval()
+    parts = defaultdict(list)
+    for start in range(0, batch["idx"].size(0), eval_batch_size):
+        part = slice_batch(batch, slice(start, start + eval_batch_size))
+        attention_mask, positions = batch_model_inputs(part)
+        with context():
+            logits, _ = model(part["idx"], attention_mask=attention_mask, positions=positions)
+        mask, targets = part["loss_mask"], part["targets"]
+        if positions is not None:
+            mask, targets = mask[:, positions], targets[:, positions]
+        parts["token_loss"].append(token_losses(logits, targets, loss_kind, torch.float64))
+        parts["correct"].append(logits.float().argmax(-1) == targets)
+        parts["mask"].append(mask.bool())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def score_split(model, batch, eval_batch_size, context, loss_kind="softmax"):
+    """{metric name: value} of every SPLIT_METRICS entry on one split."""
+    out = split_outputs(model, batch, eval_batch_size, context, loss_kind)
+    return {name: metric(out) for name, metric in SPLIT_METRICS.items()}
+
+
+def evaluation_record(model, batches, train_cfg, context, subset=0):
+    """One log record's metrics: every split metric on every evaluated split, then the model's.
+
+    subset > 0 scores only the first `subset` examples of each split (the splits are shuffled,
+    so that is a fixed random sample) and says so in the record.
+    """
+    record = {}
+    for split in [s for s in train_cfg.eval_splits if s in batches]:
+        batch = batches[split] if not subset else slice_batch(batches[split], slice(0, subset))
+        for name, value in score_split(model, batch, train_cfg.eval_batch_size, context, train_cfg.loss).items():
+            record[f"{split}_{name}"] = value
+    for name, metric in MODEL_METRICS.items():
+        record[name] = metric(model)
+    if subset:
+        record["subset"] = subset
+    return record
+
+
+@torch.no_grad()
+def greedy_complete(model, tokenizer, prompts, max_new_tokens, device="cpu", context=None, batch_size=4096):
+    """Greedy completions of many prompts, batched by prompt length (no padding needed)."""
+    model.eval()
+    groups = defaultdict(list)
+    for i, prompt in enumerate(prompts):
+        groups[len(tokenizer.encode(prompt))].append(i)
+    completions = [""] * len(prompts)
+    for length, members in groups.items():
+        for start in range(0, len(members), batch_size):
+            chunk = members[start:start + batch_size]
+            idx = torch.tensor([[tokenizer.eos_id] + tokenizer.encode(prompts[i]) for i in chunk], device=device)
+            for i, new in zip(chunk, _greedy_rows(model, idx, tokenizer.eos_id, max_new_tokens, context)):
+                completions[i] = tokenizer.decode(new)
+    return completions
+
+
+def _greedy_rows(model, idx, eos_id, max_new_tokens, context):
+    """Extend every row of idx greedily until each has produced EOS; the new ids before EOS."""
+    length = idx.size(1)
+    finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+    for _ in range(max_new_tokens):
+        if idx.size(1) > model.config.block_size:
+            break
+        with context() if context else torch.no_grad():
+            logits, _ = model(idx)
+        next_id = logits[:, -1].float().argmax(-1)
+        next_id = torch.where(finished, torch.full_like(next_id, eos_id), next_id)
+        idx = torch.cat([idx, next_id[:, None]], dim=1)
+        finished |= next_id == eos_id
+        if bool(finished.all()):
+            break
+    rows = []
+    for row in idx.tolist():
+        new = row[length:]
+        rows.append(new[:new.index(eos_id)] if eos_id in new else new)
+    return rows
+
+
+def exact_match(model, tokenizer, examples, device="cpu", context=None):
+    """Share of (prompt, completion) pairs that greedy decoding reproduces exactly, and the misses."""
+    prompts = [p for p, _ in examples]
+    longest = max(len(tokenizer.encode(c)) for _, c in examples) + 1
+    got = greedy_complete(model, tokenizer, prompts, longest, device, context)
+    mistakes = [(p, c, g) for (p, c), g in zip(examples, got) if g != c]
+    return 1 - len(mistakes) / len(examples), mistakes

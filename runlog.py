@@ -1,0 +1,120 @@
+"""Reading run directories and judging grokking: what plot.py and sweep.py need, without torch.
+
+Also home to UserError and run_cli, which every command line shares.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+# Grokking, as this repo counts it: held-out accuracy reached GROKKED and never fell below HELD
+# afterwards, to the end of the run. A single evaluation touching GROKKED is "touched", not grokked.
+GROKKED = 0.99
+HELD = 0.97
+DROP = 0.90  # a fall below this after grokking counts as a collapse
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status 2."""
+
+
+def run_cli(main):
+    """Run main(), turning a UserError into a one-line message and a non-zero exit."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def dump_json(path, obj):
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def read_metrics(run_dir):
+    """The records of a run directory's metrics.jsonl, in step order.
+
+    A line still being written by a live run (no newline yet, or cut short) is left out.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"'{run_dir}' has no metrics.jsonl; pass run directories written by train.py")
+    *complete, _unfinished = path.read_text().split("\n")  # "" or a line still being written
+    records = []
+    for number, line in enumerate(complete, 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"'{path}' line {number} is not JSON; the log was edited or damaged")
+    if not records:
+        raise UserError(f"'{path}' holds no evaluation yet; wait for the run's first evaluation")
+    return records
+
+
+def read_run_config(run_dir):
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"'{run_dir}' has no config.yaml; pass run directories written by train.py")
+    return yaml.safe_load(path.read_text())
+
+
+def heldout_split(records):
+    """The split that grokking is judged on: test if the run logged it, else val."""
+    return "test" if any("test_acc" in r for r in records) else "val"
+
+
+def first_step(records, key, level):
+    """First logged step where records[key] >= level, or None if it never gets there."""
+    return next((r["step"] for r in records if r.get(key, -1.0) >= level), None)
+
+
+def grokked_and_held(records, key):
+    """First step from which records[key] was >= GROKKED and never again below HELD; else None."""
+    held = None
+    for r in records:
+        value = r.get(key)
+        if value is None:
+            continue
+        if value < HELD:
+            held = None
+        elif held is None and value >= GROKKED:
+            held = r["step"]
+    return held
+
+
+def after_grokking(records, key):
+    """(lowest value, number of falls below DROP) of records[key] after it first reached GROKKED."""
+    start = first_step(records, key, GROKKED)
+    if start is None:
+        return None, None
+    values = [r[key] for r in records if r["step"] >= start and key in r]
+    falls = sum(1 for before, now in zip(values, values[1:]) if before >= DROP > now)
+    return min(values), falls
+
+
+def grokking_summary(records, heldout=None):
+    """The grokking numbers of one run's log: None where a level was never reached.
+
+    train_99 / <heldout>_99: first step at 99% accuracy (touched); lag: held-out minus train;
+    grokked_at: first step of grokked-and-held (see GROKKED, HELD); lowest / falls: how far the
+    held-out accuracy went down after first touching 99%, and how often it fell below 90%.
+    """
+    records = [r for r in records if "subset" not in r]  # judged on full evaluations only
+    heldout = heldout or heldout_split(records)
+    key = f"{heldout}_acc"
+    out = {"last_step": records[-1]["step"]}
+    for level, tag in ((GROKKED, "99"), (1.0, "100")):
+        train_step, held_step = first_step(records, "train_acc", level), first_step(records, key, level)
+        out[f"train_{tag}"], out[f"{heldout}_{tag}"] = train_step, held_step
+        out[f"lag_{tag}"] = None if train_step is None or held_step is None else held_step - train_step
+    out["grokked_at"] = grokked_and_held(records, key)
+    out["grokked"] = out["grokked_at"] is not None
+    out[f"lowest_{heldout}_after_99"], out["falls_below_90"] = after_grokking(records, key)
+    touched = first_step(records, key, GROKKED)
+    out["seconds_to_99"] = next((r.get("elapsed") for r in records if r["step"] == touched), None)
+    for name in ("train_loss", "train_acc", f"{heldout}_loss", f"{heldout}_acc", "weight_norm"):
+        out[f"final_{name}"] = records[-1].get(name)
+    return out

@@ -1,0 +1,67 @@
+"""Where and how the model runs: device, precision, attention kernel, seeds and RNG states."""
+
+import contextlib
+import random
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from runlog import UserError
+
+
+def device_type(device):
+    """'cuda:1' -> 'cuda': torch.autocast takes a device type, not a device."""
+    return torch.device(device).type
+
+
+def forward_context(device, precision="fp32", attention_kernel="auto"):
+    """A factory of contexts to run the model in: bf16 autocast and the attention kernel choice."""
+    kind = device_type(device)
+
+    @contextlib.contextmanager
+    def context():
+        with contextlib.ExitStack() as stack:
+            if precision == "bf16":
+                stack.enter_context(torch.autocast(device_type=kind, dtype=torch.bfloat16))
+            # SDPA's math kernel beats its CPU flash kernel on these few-token sequences (bench.py).
+            if attention_kernel == "auto" and kind == "cpu":
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+            yield
+    return context
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def pick_device(name):
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for but no CUDA GPU is visible; use --train.device=auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device 'mps' was asked for but MPS is not available; use --train.device=auto")
+    return name
+
+
+def rng_state():
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(_as_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
