@@ -91,3 +91,19 @@ def test_grokking_summary_on_synthetic_logs():
 
     collapse = grokking_summary(_log([(0, 0, 0), (10, 1.0, 0.0), (500, 1.0, 1.0), (600, 0.5, 0.4), (900, 1.0, 1.0)]))
     assert collapse["test_100"] == 500 and collapse["lag_100"] == 490 and collapse["final_test_acc"] == 1.0
+
+
+def test_text_keys_take_the_value_as_written():
+    assert load_config(None, ["--data.op=-"]).data.op == "-"
+    assert load_config(None, ["--data.op='-'"]).data.op == "-"
+    assert load_config(None, ["--data.op=+", "--data.tokenizer=char"]).data.tokenizer == "char"
+
+
+def test_base_inheritance_and_trimmed_configs(tmp_path):
+    (tmp_path / "child.yaml").write_text("base: configs/div97.yaml\ntrain:\n  lr: 3.0e-3\n")
+    child, parent = load_config(tmp_path / "child.yaml"), load_config("configs/div97.yaml")
+    assert child.train.lr == 3e-3 and child.name == "child"
+    assert child.train.stop_patience == parent.train.stop_patience == 10
+    assert load_config("configs/warmup/sub113_l1.yaml").data.op == "-"
+    assert load_config("configs/warmup/sub113_l1.yaml").data.tokenizer == "char"
+    assert load_config("configs/sanity_mask3.yaml").data.tokenizer == "gpt2"

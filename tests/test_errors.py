@@ -38,6 +38,17 @@ CASES = [
     (["generate_data.py", "--op", "/", "--p", "1"], ["at least 2"]),
     (["evaluate.py", "--checkpoint", "nowhere.pt"], ["nowhere.pt", "not found"]),
     (["plot.py", "nowhere", "--out", "x.png"], ["not a run directory"]),
+    (["plot.py", "configs", "--out", "x.png"], ["has no metrics.jsonl"]),
+    (["generate_data.py", "--op", "+", "--p", "100000"], ["10,000,000,000 equations", "smaller p"]),
+    (["train.py", "--config", "configs/div97.yaml", "--train.optimizer=lion"], ["train.optimizer", "muon"]),
+    (["train.py", "--config", "configs/div97.yaml", "--train.loss=sparsemax"], ["train.loss", "stablemax"]),
+    (["train.py", "--config", "configs/div97.yaml", "--model.block_size=8"], ["computed from the data"]),
+    (["train.py", "--config", "configs/div97.yaml", "--model.init_scale=0"], ["model.init_scale", "positive"]),
+    (["train.py", "--config", "configs/div97.yaml", "--train.eval_subset=-1"], ["train.eval_subset", "zero or more"]),
+    (["train.py", "--config", "configs/div97.yaml", "--train.min_lr_frac=2"], ["train.min_lr_frac", "[0, 1]"]),
+    (["train.py", "--config", "configs/div97.yaml", "--train.device=cuda"], ["cuda", "--train.device=auto"]),
+    (["evaluate.py", "--checkpoint", "checkpoints/div97.pt", "--device", "cuda"], ["no CUDA GPU"]),
+    (["sweep.py", "tests/reference/README.md"], ["not valid YAML"]),
 ]
 
 
@@ -83,3 +94,43 @@ def test_truncated_checkpoint(tiny_run, tmp_path):
     data = (tiny_run / "run" / "checkpoints" / "last.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     assert_clean_error(run_script("inference.py", "--checkpoint", tmp_path / "cut.pt", check=False), "not a readable checkpoint")
+
+
+def test_out_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("keep me")
+    result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tmp_path / "taken",
+                        f"--data.data_dir={tmp_path / 'data'}", *TINY, check=False)
+    assert_clean_error(result, "is a file")
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_run_directory_that_cannot_be_made(tmp_path):
+    result = run_script("train.py", "--config", "configs/div97.yaml", "--out", "/proc/no/run",
+                        f"--data.data_dir={tmp_path / 'data'}", *TINY, check=False)
+    assert_clean_error(result, "/proc/no/run", "writable --out")
+
+
+def test_sweep_with_an_unknown_key(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: s\nout: x\nbase: configs/div97.yaml\nseed: [0]\n")
+    assert_clean_error(run_script("sweep.py", tmp_path / "s.yaml", check=False), "unknown sweep key 'seed'", "seeds")
+    assert not (tmp_path / "x").exists()
+
+
+def test_sweep_with_a_bad_config_key_starts_nothing(tmp_path):
+    (tmp_path / "s.yaml").write_text(f"name: s\nout: {tmp_path / 'x'}\nbase: configs/div97.yaml\n"
+                                     "set: {train.lrr: 1}\n")
+    assert_clean_error(run_script("sweep.py", tmp_path / "s.yaml", check=False), "train.lrr", "train.lr")
+    assert not (tmp_path / "x").exists()
+
+
+def test_config_whose_base_is_itself(tmp_path):
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    assert_clean_error(run_script("train.py", "--config", tmp_path / "a.yaml", check=False), "its own base")
+
+
+def test_number_prompt_without_equals_says_what_the_model_expects():
+    result = run_script("inference.py", "--checkpoint", "checkpoints/div97.pt", "--prompt", "12/5")
+    assert "ends with '='" in result.stderr or "does not end with '='" in result.stderr
+    tokens = result.stdout.strip().split(" ")
+    assert tokens[0] == "12/5" and len(tokens) >= 2  # generated number tokens are written apart

@@ -174,7 +174,7 @@ def test_bad_checkpoint_files(tmp_path):
 def test_two_process_ddp_matches_one_process(tmp_path):
     args = ["--config", "configs/div97.yaml", "--train.max_steps=60"]
     run_script("train.py", *args, *tiny_args(tmp_path, name="single"))
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "train.py"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py"]
     result = subprocess.run([*torchrun, *args, *tiny_args(tmp_path, name="ddp")], cwd=ROOT,
                             capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
