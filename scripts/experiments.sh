@@ -7,8 +7,10 @@ export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$(cd .. && pwd)/shared/tiktoken
 for c in sanity sanity_gpt2 sanity_mask3; do
   [ -f results/sanity/$c/metrics.jsonl ] || python train.py --config configs/$c.yaml --out results/sanity/$c --no-progress
 done
-[ -f results/fig1/div97_fig1_s0/summary.json ] || python train.py --config configs/div97_fig1.yaml \
-  --train.max_steps=3000 --train.threads=2 --out results/fig1/div97_fig1_s0 --no-progress --overwrite
-for sweep in grok warmup_3k warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast; do
+# A committed log is never deleted: a run directory that holds one is left as it is.
+[ -f results/fig1/div97_fig1_s0/metrics.jsonl ] || python train.py --config configs/div97_fig1.yaml \
+  --train.max_steps=3000 --train.threads=2 --out results/fig1/div97_fig1_s0 --no-progress
+for sweep in grok warmup_3k warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast \
+             lever_precision levers; do
   [ -f sweeps/$sweep.yaml ] && python sweep.py sweeps/$sweep.yaml --jobs 2
 done
