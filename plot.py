@@ -55,7 +55,12 @@ def step_grid(runs):
 def figure_runs(run_dirs, out, title=None):
     runs = [read_metrics(d) for d in run_dirs]
     grid = step_grid(runs)
-    fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    with_norm = all(any("weight_norm" in r for r in records) for records in runs)
+    fig, axes = plt.subplots(3 if with_norm else 2, 1, figsize=(7, 9 if with_norm else 7), sharex=True)
+    acc_ax, loss_ax = axes[:2]
+    if with_norm:  # the weights' norm under the curves: what weight decay shrinks while grokking
+        draw_band(axes[2], grid, on_grid(runs, "weight_norm", grid), "all parameters", "tab:purple")
+        axes[2].set_ylabel("weight norm (L2)")
     colors = {"train": "tab:red", "val": "tab:green", "test": "tab:blue"}
     for split in ("train", "val"):
         if not any(f"{split}_acc" in r[0] for r in runs):
@@ -69,8 +74,8 @@ def figure_runs(run_dirs, out, title=None):
     acc_ax.set_ylim(-2, 102)
     loss_ax.set_ylabel("loss (answer tokens)")
     loss_ax.set_yscale("log")
-    loss_ax.set_xlabel("optimisation steps")
-    for ax in (acc_ax, loss_ax):
+    axes[-1].set_xlabel("optimisation steps")
+    for ax in axes:
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(loc="best")

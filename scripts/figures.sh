@@ -28,3 +28,7 @@ plot figures/ablate_grokfast_wd0.png "results/ablate_grokfast_wd0/*_s* results/a
   --group-by train.grokfast_alpha train.grokfast_lambda --title "Grokfast-EMA without weight decay (lambda 0: no filter)"
 plot figures/ablate_tokens.png "results/ablate_tokens/*_s*" --group-by data.tokenizer
 plot figures/ablate_lr.png "results/ablate_lr/*_s*" --group-by train.lr
+plot figures/lever_precision_bf16.png "results/lever_precision/*bf16_s*" \
+  --title "x/y mod 97, paper setting in bf16, 1e4 steps without early stop (issue 16)"
+plot figures/lever_precision_fp32.png "results/lever_precision/*fp32_s*" \
+  --title "x/y mod 97, paper setting in fp32, 1e4 steps without early stop (issue 16)"

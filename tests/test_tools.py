@@ -27,7 +27,7 @@ def test_plot_writes_figures(tiny_runs, tmp_path):
     import plot
 
     fig = plot.figure_runs([tiny_runs / "s0", tiny_runs / "s1"], tmp_path / "a.png")
-    assert [ax.get_ylabel() for ax in fig.axes] == ["accuracy (%)", "loss (answer tokens)"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["accuracy (%)", "loss (answer tokens)", "weight norm (L2)"]
     assert all(ax.get_xscale() == "log" for ax in fig.axes)
     assert [l.get_label() for l in fig.axes[0].get_lines() if not l.get_label().startswith("_")] == ["train", "val"]
     fig = plot.figure_groups([tiny_runs / "s0", tiny_runs / "s1"], ["seed"], tmp_path / "b.png")
