@@ -205,7 +205,9 @@ class Evaluations:
         if step not in self.steps:
             return None
         start = time.time()
-        full = not tc.eval_subset or step - self.last_full >= tc.eval_full_gap or step == tc.max_steps
+        smallest = min(b["idx"].size(0) for b in batches.values())  # a subset that big is the whole split
+        full = not tc.eval_subset or tc.eval_subset >= smallest or step - self.last_full >= tc.eval_full_gap \
+            or step == tc.max_steps
         record = {"step": step, "lr": lr_at(max(step - 1, 0), tc, state.memorised_at),
                   **evaluation_record(model, batches, tc, context, 0 if full else tc.eval_subset)}
         record["elapsed"] = round(elapsed(), 3)
