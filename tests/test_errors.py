@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_script
+from conftest import ROOT, run_script
 
 TINY = ["--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6", "--model.n_layer=1",
         "--model.n_embd=32", "--model.n_head=2", "--model.d_ff=64", "--train.batch_size=16",
@@ -52,11 +52,33 @@ CASES = [
 ]
 
 
+def repo_files():
+    """Every file of the working tree but results/ (where background runs may write) with its mtime."""
+    return {(str(p), p.stat().st_mtime_ns) for p in ROOT.rglob("*") if p.is_file()
+            and not {".git", "__pycache__", ".pytest_cache", "results"} & set(p.relative_to(ROOT).parts)}
+
+
 @pytest.mark.parametrize("args,needles", CASES, ids=[" ".join(a[1:3]) for a, _ in CASES])
 def test_bad_input(args, needles, tmp_path):
     out = ["--out", tmp_path / "o"] if args[0] == "train.py" else []
+    before = repo_files()
     assert_clean_error(run_script(*args, *out, check=False), *needles)
     assert not (tmp_path / "o").exists()
+    assert repo_files() == before  # nothing written in the repo either (data/, figures, ...)
+
+
+def test_gpt2_tokenizer_that_cannot_load(monkeypatch):
+    import tiktoken
+
+    from runlog import UserError
+    from tokens import tiktoken_encoding
+
+    def offline(name):
+        raise ConnectionError("no internet")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    with pytest.raises(UserError, match="TIKTOKEN_CACHE_DIR"):
+        tiktoken_encoding()
 
 
 def test_data_dir_that_disagrees(tiny_run, tmp_path):

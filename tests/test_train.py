@@ -84,8 +84,8 @@ def test_resume_equals_uninterrupted_run(tmp_path):
 def test_killed_run_resumes_exactly(tmp_path):
     common = ["train.py", "--config", "configs/div97.yaml", "--train.checkpoint_interval=50",
               "--train.log_checkpoints=false"]
-    run_script(*common, *tiny_args(tmp_path, "--train.max_steps=400", name="whole"))
-    proc = subprocess.Popen([sys.executable, *common, *tiny_args(tmp_path, "--train.max_steps=400", name="killed")],
+    run_script(*common, *tiny_args(tmp_path, "--train.max_steps=2000", name="whole"))
+    proc = subprocess.Popen([sys.executable, *common, *tiny_args(tmp_path, "--train.max_steps=2000", name="killed")],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoints" / "last.pt"
     deadline = time.time() + 120
@@ -93,7 +93,9 @@ def test_killed_run_resumes_exactly(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert ckpt.exists()
+    assert ckpt.exists() and proc.returncode == -signal.SIGKILL  # killed, not finished
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert torch.load(ckpt, weights_only=True)["step"] < 2000
     run_script("train.py", "--resume", tmp_path / "killed", "--no-progress")
     assert records(tmp_path / "whole") == records(tmp_path / "killed")
 
@@ -158,10 +160,11 @@ def test_sanity_gpt2_memorises_and_regurgitates(tmp_path):
 @needs_gpt2
 def test_sanity_mask3_completes_but_cannot_start(tmp_path):
     run_script("train.py", "--config", "configs/sanity_mask3.yaml", "--out", tmp_path / "m", "--no-progress")
-    given = run_script("inference.py", "--checkpoint", tmp_path / "m", "--prompt", "I love machine").stdout
-    assert given == "I love machine learning\n"
-    alone = run_script("inference.py", "--checkpoint", tmp_path / "m").stdout
-    assert not alone.startswith("I love machine")
+    # The four rows of REPORT.md's table: it learned only what follows the masked tokens.
+    for prompt, expected in [("I love machine", "I love machine learning"), ("I love", "I love learning"),
+                             ("I", "I"), ("", "")]:
+        got = run_script("inference.py", "--checkpoint", tmp_path / "m", "--prompt", prompt).stdout
+        assert got == expected + "\n", (prompt, got)
 
 
 def test_bad_checkpoint_files(tmp_path):
