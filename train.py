@@ -308,6 +308,7 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
     context = forward_context(ddp.device, tc.precision, tc.attention_kernel)
     inputs = batch_model_inputs(batches["train"])  # fixed-length data: no mask, outputs only at the answer
     evals = Evaluations(tc, out, resumed_at) if ddp.is_main else None
+    grid = eval_steps(tc)
     stop_signal, start = [], time.time()
     handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
@@ -324,16 +325,17 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
                 if record is not None:
                     progress.set_postfix_str(" ".join(f"{k} {record[k]:.3g}" for k in
                                                       ("train_loss", "train_acc", "val_loss", "val_acc") if k in record))
+            if ddp.world > 1 and state.step in grid:  # every rank's schedule must see the memorisation
+                if ddp.any(state.memorised_at is not None) and state.memorised_at is None:
+                    state.memorised_at = state.step
             if ddp.any(evals is not None and evals.should_stop()):
                 log(f"stopping at step {state.step}: val accuracy >= {tc.stop_val_acc} for {tc.stop_patience} evaluations")
                 break
             if state.step >= tc.max_steps:
                 break
             if state.step != resumed_at:
-                if state.step > 0 and state.step % tc.checkpoint_interval == 0:
-                    checkpoint("last.pt")
-                if tc.log_checkpoints and state.step >= 1000 and math.log10(state.step).is_integer():
-                    checkpoint(f"step_{state.step}.pt")
+                for name in _checkpoints_due(state.step, tc):
+                    checkpoint(name)
             if ddp.any(stop_signal):
                 checkpoint("last.pt")
                 log(f"interrupted at step {state.step}; checkpoint saved. Continue with: python train.py --resume {out}")
@@ -349,6 +351,14 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
             signal.signal(s, h)
     checkpoint("last.pt")
     return time.time() - start, evals.seconds if evals is not None else 0.0
+
+
+def _checkpoints_due(step, tc):
+    """last.pt every checkpoint_interval steps; step_1000.pt, step_10000.pt, ... if log_checkpoints."""
+    due = ["last.pt"] if step > 0 and step % tc.checkpoint_interval == 0 else []
+    if tc.log_checkpoints and step >= 1000 and math.log10(step).is_integer():
+        due.append(f"step_{step}.pt")
+    return due
 
 
 def _progress(total, initial, disabled):
