@@ -113,12 +113,19 @@ class RunDirectory:
             raise UserError(f"--out '{self.out}' is a file, not a directory; pick another --out")
         self.check()
 
+    def holds_run(self):
+        return (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
+
     def check(self):
-        """Refuse to start over a run directory that holds a run, unless told to."""
-        holds_run = (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
+        """Refuse to start over a run directory that holds a run, unless told to, and never start
+        in a folder that holds anything else (--overwrite deletes only a run directory)."""
+        holds_run = self.holds_run()
         if not self.resume and holds_run and not self.overwrite:
             raise UserError(f"run directory '{self.out}' already holds a run; use --resume {self.out} to continue "
                             "it, --overwrite to delete it and start again, or --out to pick another directory")
+        if not self.resume and not holds_run and self.out.is_dir() and any(self.out.iterdir()):
+            raise UserError(f"--out '{self.out}' is a folder that holds files but no run; pick a new or empty "
+                            "folder for the run directory")
 
     def acquire(self):
         try:
@@ -132,7 +139,7 @@ class RunDirectory:
             raise UserError(f"run directory '{self.out}' is in use by another train.py; wait for it to end "
                             "or pick another --out")
         self.check()  # the other process may have finished a run here while we waited
-        if not self.resume:  # only reached with --overwrite, or for a folder without a run
+        if not self.resume and self.overwrite and self.holds_run():
             for child in self.out.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
@@ -284,13 +291,13 @@ def train(args, overrides):
         + (f"; resuming {out} from step {state.step}" if resume_ckpt else ""))
     try:
         seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, resume_ckpt is not None, log)
+        if ddp.is_main:
+            # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
+            dump_json(out / "summary.json", {"step": state.step, "seconds": round(seconds, 1), "eval_seconds":
+                                             round(eval_seconds, 1), **grokking_summary(read_metrics(out))})
     finally:
         run_dir.release()
         ddp.close()
-    if ddp.is_main:
-        # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
-        dump_json(out / "summary.json", {"step": state.step, "seconds": round(seconds, 1),
-                                         "eval_seconds": round(eval_seconds, 1), **grokking_summary(read_metrics(out))})
     log(f"done: {out} (step {state.step}, {seconds:.1f}s, {eval_seconds / max(seconds, 1e-9):.0%} of it evaluating)")
     return out
 

@@ -156,3 +156,13 @@ def test_number_prompt_without_equals_says_what_the_model_expects():
     assert "ends with '='" in result.stderr or "does not end with '='" in result.stderr
     tokens = result.stdout.strip().split(" ")
     assert tokens[0] == "12/5" and len(tokens) >= 2  # generated number tokens are written apart
+
+
+def test_out_is_a_folder_of_other_files(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tmp_path / "mine",
+                            f"--data.data_dir={tmp_path / 'data'}", *TINY, *extra, check=False)
+        assert_clean_error(result, "holds files but no run")
+        assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
