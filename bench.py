@@ -29,7 +29,7 @@ import torch
 
 from config import load_config
 from model import GPT
-from runlog import first_step, read_metrics
+from runlog import GROKKED, first_step, read_metrics
 from runtime import forward_context
 from tasks import load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer
@@ -171,13 +171,13 @@ def time_to_grok(config, seeds, extra=()):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.time()
             subprocess.run([sys.executable, "train.py", "--config", config, "--out", tmp, f"--seed={seed}",
-                            "--overwrite", "--no-progress", "--train.stop_val_acc=0.99", "--train.stop_patience=1",
+                            "--overwrite", "--no-progress", f"--train.stop_val_acc={GROKKED}", "--train.stop_patience=1",
                             "--train.threads=2", "--train.log_checkpoints=false", *extra],
                            check=True, stderr=subprocess.DEVNULL)
             wall = time.time() - start
             records = read_metrics(tmp)
         walls.append(wall)
-        train_99, val_99 = (first_step(records, f"{split}_acc", 0.99) for split in ("train", "val"))
+        train_99, val_99 = (first_step(records, f"{split}_acc", GROKKED) for split in ("train", "val"))
         steps.append(val_99 if val_99 is not None else math.inf)
         print(f"  {seed:4d} {wall:7.1f} {train_99!s:>13s} {val_99!s:>11s}")
     print(f"  median {statistics.median(walls):.1f} s, val 99% at step {statistics.median(steps):g}")

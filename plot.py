@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from runlog import UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
+from runlog import GROKKED, UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
 
 
 def config_value(config, dotted):
@@ -67,7 +67,7 @@ def figure_runs(run_dirs, out, title=None):
             continue
         draw_band(acc_ax, grid, on_grid(runs, f"{split}_acc", grid) * 100, split, colors[split])
         draw_band(loss_ax, grid, on_grid(runs, f"{split}_loss", grid), split, colors[split])
-        reached = [first_step(r, f"{split}_acc", 0.99) for r in runs]
+        reached = [first_step(r, f"{split}_acc", GROKKED) for r in runs]
         for step in filter(None, reached):
             acc_ax.axvline(max(step, 1), color=colors[split], ls=":", lw=1)
     acc_ax.set_ylabel("accuracy (%)")
