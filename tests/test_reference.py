@@ -14,7 +14,9 @@ REFERENCE = Path(__file__).parent / "reference"
 SETTINGS = {
     "div97_fp32": ["--config", "configs/div97.yaml", "--train.eval_schedule=fixed", "--train.eval_subset=0",
                    "--train.stop_val_acc=1.0", "--train.log_checkpoints=false"],
-    "div97_fast_bf16": ["--config", "configs/div97_fast.yaml", "--train.stop_patience=0"],
+    "div97_fast_bf16": ["--config", "configs/div97.yaml", "--train.precision=bf16", "--train.eval_schedule=fixed",
+                        "--train.eval_splits=[train, val]", "--train.eval_subset=0", "--train.stop_patience=0",
+                        "--train.log_checkpoints=false"],
 }
 
 
