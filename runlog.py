@@ -72,17 +72,22 @@ def first_step(records, key, level):
 
 
 def grokked_and_held(records, key):
-    """First step from which records[key] was >= GROKKED and never again below HELD; else None."""
-    held = None
+    """First step from which records[key] was >= GROKKED and never again below HELD; else None.
+
+    The hold must be seen: a run that first reaches GROKKED at its last evaluation has not held it.
+    """
+    held, seen = None, 0
     for r in records:
         value = r.get(key)
         if value is None:
             continue
         if value < HELD:
-            held = None
+            held, seen = None, 0
         elif held is None and value >= GROKKED:
-            held = r["step"]
-    return held
+            held, seen = r["step"], 1
+        elif held is not None:
+            seen += 1
+    return held if seen >= 2 else None
 
 
 def after_grokking(records, key):

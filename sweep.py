@@ -129,7 +129,11 @@ def run_one(run):
     return code, time.time() - start, log
 
 
-MEDIANS = ("grokked_at", "seconds_to_99")  # also given as medians: the lever table's headline numbers
+def _headline(key):
+    """Keys also given as medians (steps and seconds to grok) or extremes (how far it fell)."""
+    if key in ("grokked_at", "seconds_to_99") or (key.endswith("_99") and key.startswith(("val", "test"))):
+        return "median"
+    return "min" if key.startswith("lowest_") else "total" if key == "falls_below_90" else None
 
 
 def stat(values, digits):
@@ -148,9 +152,11 @@ def cell_row(results):
     unfinished = sum(not r["finished"] for r in results)
     if unfinished:
         row["seeds"] += f" ({unfinished} unfinished)"
-    for key in MEDIANS:
+    for key in [k for k in results[0] if _headline(k)]:
         known = [r[key] for r in results if r.get(key) is not None]
-        row[f"median {key}"] = f"{statistics.median(known):.0f}" if known else "never"
+        how = _headline(key)
+        value = {"median": statistics.median, "min": min, "total": sum}[how](known) if known else None
+        row[f"{how} {key}"] = "never" if value is None else f"{value:.3f}" if how == "min" else f"{value:.0f}"
     for key in results[0]:
         values = [r[key] for r in results]
         if key == "finished":
@@ -181,7 +187,7 @@ def summarize(spec, runs):
             writer.writeheader()
             writer.writerows(per_run)
     keys = list(dict.fromkeys(k for _, cell in cells for k, _ in cell))
-    rows = [{"config": base, **{k: fmt(dict(cell).get(k, "-")) for k in keys}, **cell_row(results)}
+    rows = [{"config": base, **{k: fmt(dict(cell)[k]) if k in dict(cell) else "-" for k in keys}, **cell_row(results)}
             for (base, cell), results in cells.items()]
     columns = list(rows[0]) if rows else ["config"]
     with open(out / "summary.csv", "w", newline="") as f:
@@ -230,6 +236,8 @@ def main():
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")
     parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the sweep's seeds")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild summary.md/.csv from the logs")
+    parser.add_argument("--columns", nargs="+", metavar="COLUMN",
+                        help="print only these columns of the table (the files keep all of them)")
     parser.add_argument("--rerun-destroying-logs", action="store_true",
                         help="start every run that has a log again from scratch, DELETING its log and checkpoints")
     args = parser.parse_args()
@@ -253,7 +261,21 @@ def main():
     if not args.summarize_only:
         check_configs(spec)
         run_all(spec, chosen, args.jobs)
-    print(summarize(spec, runs))
+    table = summarize(spec, runs)
+    print(select_columns(table, args.columns) if args.columns else table)
+
+
+def select_columns(table, wanted):
+    """The markdown table with only the wanted columns (config and the varied keys are kept)."""
+    lines = table.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise UserError(f"no column '{missing[0]}' in this table; columns: {', '.join(header)}")
+    keep = [i for i, c in enumerate(header) if c in wanted or i < header.index("seeds")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:1] + lines[2:]]
+    out = ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
+    return "\n".join([out[0], "|" + "---|" * len(keep), *out[1:]])
 
 
 if __name__ == "__main__":

@@ -95,6 +95,8 @@ def test_grokked_and_held():
     assert held["grokked_at"] == 100 and held["grokked"] and held["lowest_val_after_99"] == 0.98
     relapse = grokking_summary(log([0.1, 0.995, 0.5, 0.99, 1.0]), "val")
     assert relapse["val_99"] == 100 and relapse["grokked_at"] == 300 and relapse["falls_below_90"] == 1
+    just_at_the_end = grokking_summary(log([0.1, 0.995, 0.5, 0.99]), "val")
+    assert just_at_the_end["grokked_at"] is None and just_at_the_end["val_99"] == 100
     ends_low = grokking_summary(log([0.1, 0.995, 0.999, 0.32]), "val")
     assert ends_low["val_99"] == 100 and ends_low["grokked_at"] is None and not ends_low["grokked"]
     subset = grokking_summary(log([0.1, 0.995, 1.0])[:1] + [{"step": 50, "val_acc": 1.0, "subset": 512}]
