@@ -6,11 +6,12 @@
 Default: accuracy (top) and loss (bottom) against optimisation steps on a log axis, as in Figure 1
 of Power et al. 2022. Several runs are drawn as the mean with a min-max band; dotted lines mark the
 first steps where train and validation accuracy reach 99%. --group-by overlays one curve per value
-of a config key (or per combination of values of several keys).
+of a config key (or per combination of values of several keys); with --panels, one small panel
+per value instead, each seed drawn as its own line, so collapses are not averaged away.
 """
 
 import argparse
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -19,13 +20,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from runlog import GROKKED, UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
+from runlog import GROKKED, KEYS_ADDED_LATER, UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
 
 
 def config_value(config, dotted):
     node = config
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
+            if dotted in KEYS_ADDED_LATER:  # a run made before the key existed
+                return KEYS_ADDED_LATER[dotted]
             raise UserError(f"config key '{dotted}' is not in this run's config.yaml")
         node = node[part]
     return node
@@ -117,6 +120,56 @@ def figure_groups(run_dirs, keys, out, title=None, split="val"):
     return fig
 
 
+def differing_labels(values, names):
+    """Short labels for groups that each change a few keys: per group, only the keys whose value
+    differs from the most common value of that key; a group that changes none is the baseline."""
+    modes = []
+    for column in zip(*values):
+        (top, count), *rest = Counter(column).most_common()
+        # Only a value shared by several groups, and more of them than any other, is "the usual one".
+        modes.append(top if count > 1 and (not rest or rest[0][1] < count) else object())
+    labels = []
+    for value in values:
+        changed = [f"{name}={v}" for name, v, mode in zip(names, value, modes) if v != mode]
+        labels.append(", ".join(changed) or "baseline")
+    return labels
+
+
+def figure_panels(run_dirs, keys, out, title=None, split="val"):
+    """One small panel per group, each seed its own line: a collapse after grokking stays visible
+    instead of being averaged into a band."""
+    groups = defaultdict(list)
+    for d in run_dirs:
+        config = read_run_config(d)
+        groups[tuple(config_value(config, key) for key in keys)].append(read_metrics(d))
+    values = sorted(groups, key=lambda group: [(isinstance(v, str), str(v)) for v in group])
+    labels = differing_labels(values, [key.split(".")[-1] for key in keys])
+    order = sorted(range(len(values)), key=lambda i: labels[i] != "baseline")  # the baseline first
+    values, labels = [values[i] for i in order], [labels[i] for i in order]
+    columns = min(4, len(values))
+    rows = -(-len(values) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, value, label in zip(axes.flat, values, labels):
+        for records in groups[value]:
+            steps = [max(r["step"], 1) for r in records if f"{split}_acc" in r]
+            ax.plot(steps, [100 * r[f"{split}_acc"] for r in records if f"{split}_acc" in r], lw=0.9)
+        ax.axhline(100 * GROKKED, color="grey", ls=":", lw=0.8)
+        ax.set_title(f"{label} ({len(groups[value])})", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(values):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{split} accuracy (%)")
+    for ax in axes[-1]:
+        ax.set_xlabel("optimisation steps")
+    fig.suptitle(title or f"{split} accuracy, one line per seed (dotted: 99%)", fontsize=10)
+    save(fig, out)
+    return fig
+
+
 def save(fig, out):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,12 +187,18 @@ def main():
                         help="overlay one curve per value of this config key, e.g. train.weight_decay "
                              "(several keys: one curve per combination)")
     parser.add_argument("--split", default="val", choices=["val", "test"], help="held-out split for --group-by (default val)")
+    parser.add_argument("--panels", action="store_true",
+                        help="with --group-by: one panel per group, one line per seed (held-out accuracy)")
     parser.add_argument("--title")
     args = parser.parse_args()
+    if args.panels and not args.group_by:
+        raise UserError("--panels needs --group-by KEY: it draws one panel per value of the key")
     for d in args.runs:
         if not Path(d).is_dir():
             raise UserError(f"'{d}' is not a run directory")
-    if args.group_by:
+    if args.panels:
+        figure_panels(args.runs, args.group_by, args.out, args.title, args.split)
+    elif args.group_by:
         figure_groups(args.runs, args.group_by, args.out, args.title, args.split)
     else:
         figure_runs(args.runs, args.out, args.title)

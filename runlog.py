@@ -54,6 +54,13 @@ def read_metrics(run_dir):
     return records
 
 
+# Config keys added after some committed runs were made, with the value that does what those runs
+# did (each was added off by default). Readers of old config.yaml files use these for absent keys;
+# a test checks that they equal the current defaults.
+KEYS_ADDED_LATER = {"model.init_scale": 1.0, "train.loss": "softmax", "train.perpendicular_grad": False,
+                    "train.eval_subset": 0, "train.eval_full_gap": 0}
+
+
 def read_run_config(run_dir):
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():

@@ -4,6 +4,7 @@
     python sweep.py sweeps/ablate_wd.yaml --jobs 2        # two single-threaded runs side by side
     python sweep.py sweeps/ablate_wd.yaml --print-commands > jobs.txt   # for Slurm / GNU parallel
     python sweep.py sweeps/ablate_wd.yaml --summarize-only
+    python sweep.py sweeps/lever_precision.yaml sweeps/levers.yaml --summarize-only   # one table of both
 
 A sweep file (YAML):
     name: ablate_wd
@@ -230,7 +231,8 @@ def run_all(spec, runs, jobs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", help="sweep file (sweeps/*.yaml)")
+    parser.add_argument("sweeps", nargs="+", metavar="sweep",
+                        help="sweep file (sweeps/*.yaml); several are handled in turn and tabulated together")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="single-threaded runs side by side (default: one per core)")
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")
@@ -243,7 +245,15 @@ def main():
     args = parser.parse_args()
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
-    spec = load_sweep(args.sweep)
+    specs = [load_sweep(path) for path in args.sweeps]  # every file is checked before anything runs
+    tables = [one_sweep(spec, args) for spec in specs]
+    if not args.print_commands:
+        table = merge_tables(tables)
+        print(select_columns(table, args.columns) if args.columns else table)
+
+
+def one_sweep(spec, args):
+    """Runs (or prints the commands of) one sweep's missing runs; returns its summary table."""
     runs = plan(spec, args.rerun_destroying_logs)
     if args.seeds:
         unknown = sorted(set(args.seeds) - set(spec["seeds"]))
@@ -257,22 +267,41 @@ def main():
                       if run["command"] else f"# skip {run['out']}: {run['skip']}")
         except BrokenPipeError:  # e.g. piped into head
             sys.stderr.close()
-        return
+        return None
     if not args.summarize_only:
         check_configs(spec)
         run_all(spec, chosen, args.jobs)
-    table = summarize(spec, runs)
-    print(select_columns(table, args.columns) if args.columns else table)
+    return summarize(spec, runs)
+
+
+def parse_table(table):
+    lines = table.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return header, [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def merge_tables(tables):
+    """Several sweeps' tables as one: the columns of all of them (the varied keys first), '-' where a
+    sweep has no such column (a key it does not vary keeps its base config's or `set:` value)."""
+    if len(tables) == 1:
+        return tables[0]
+    parsed = [parse_table(t) for t in tables]
+    keys = list(dict.fromkeys(c for header, _ in parsed for c in header[:header.index("seeds")]))
+    rest = list(dict.fromkeys(c for header, _ in parsed for c in header[header.index("seeds"):]))
+    columns = keys + rest
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row.get(c, "-") for c in columns) + " |" for _, rows in parsed for row in rows]
+    return "\n".join(lines)
 
 
 def select_columns(table, wanted):
-    """The markdown table with only the wanted columns (config and the varied keys are kept)."""
+    """The markdown table with only the wanted columns, in that order (config and the varied keys stay)."""
     lines = table.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     missing = [c for c in wanted if c not in header]
     if missing:
         raise UserError(f"no column '{missing[0]}' in this table; columns: {', '.join(header)}")
-    keep = [i for i, c in enumerate(header) if c in wanted or i < header.index("seeds")]
+    keep = [i for i, c in enumerate(header) if i < header.index("seeds")] + [header.index(c) for c in wanted]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:1] + lines[2:]]
     out = ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
     return "\n".join([out[0], "|" + "---|" * len(keep), *out[1:]])

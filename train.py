@@ -345,7 +345,10 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
                     checkpoint(name)
             if ddp.any(stop_signal):
                 checkpoint("last.pt")
-                log(f"interrupted at step {state.step}; checkpoint saved. Continue with: python train.py --resume {out}")
+                elapsed = time.time() - start
+                share = f", {evals.seconds / max(elapsed, 1e-9):.0%} of it evaluating" if evals is not None else ""
+                log(f"interrupted at step {state.step} after {elapsed:.1f}s{share}; checkpoint saved. "
+                    f"Continue with: python train.py --resume {out}")
                 raise SystemExit(130)
             batch = slice_batch(batches["train"], ddp.my_share(state.order.next()))
             train_step(state, trained, batch, inputs, tc, context)

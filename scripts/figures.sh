@@ -32,3 +32,11 @@ plot figures/lever_precision_bf16.png "results/lever_precision/*bf16_s*" \
   --title "x/y mod 97, paper setting in bf16, 1e4 steps without early stop (issue 16)"
 plot figures/lever_precision_fp32.png "results/lever_precision/*fp32_s*" \
   --title "x/y mod 97, paper setting in fp32, 1e4 steps without early stop (issue 16)"
+plot figures/levers.png "results/lever_precision/*bf16_s* results/levers/*_s*" \
+  --group-by train.schedule train.grad_clip train.eps train.optimizer model.init_scale train.loss \
+  train.perpendicular_grad train.weight_decay train.decay --panels \
+  --title "x/y mod 97, one change each from the paper's setting (bf16, 1e4 steps, no early stop)"
+plot figures/div97_fast.png "results/fast_confirm/div97_fast_s*" \
+  --title "div97_fast.yaml, seeds 0-7, 1e4 steps, no early stop"
+plot figures/div97_main.png "results/main/div97_s0" \
+  --title "div97.yaml as the quick start runs it (seed 0, fp32)"

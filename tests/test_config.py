@@ -1,7 +1,7 @@
 import pytest
 
 from config import config_from_dict, config_to_dict, load_config
-from runlog import UserError
+from runlog import KEYS_ADDED_LATER, UserError
 from conftest import run_script
 
 
@@ -58,6 +58,15 @@ def test_config_round_trips_through_a_dict():
     cfg.model.vocab_size, cfg.model.block_size = 12, 6
     again = config_from_dict(config_to_dict(cfg))
     assert again == cfg
+
+
+def test_keys_added_later_stand_for_the_defaults():
+    # Readers fill these into config.yaml files written before the keys existed: they must be the
+    # values that keep the old behaviour, which every lever's default does.
+    defaults = config_to_dict(load_config())
+    for dotted, value in KEYS_ADDED_LATER.items():
+        section, key = dotted.split(".")
+        assert defaults[section][key] == value, dotted
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):

@@ -42,6 +42,33 @@ def test_plot_writes_figures(tiny_runs, tmp_path):
     assert bad.returncode == 2 and "train.nope" in bad.stderr
 
 
+def test_plot_panels_label_each_group_by_what_it_changes(tiny_runs, tmp_path):
+    import shutil
+
+    import plot
+
+    def variant(name, edit):  # a copy of run s0 whose config says it changed something
+        run = tmp_path / name
+        shutil.copytree(tiny_runs / "s0", run, ignore=shutil.ignore_patterns("checkpoints"))
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        edit(config)
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        return run
+
+    old_run = variant("old", lambda c: c["model"].pop("init_scale"))  # made before the key existed
+    lr = variant("lr", lambda c: c["train"].update(lr=0.01))
+    small_init = variant("init", lambda c: c["model"].update(init_scale=0.5))
+    runs = [tiny_runs / "s0", old_run, lr, small_init]
+    fig = plot.figure_panels(runs, ["train.lr", "model.init_scale"], tmp_path / "p.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles[0] == "baseline (2)" and set(titles[1:]) == {"lr=0.01 (1)", "init_scale=0.5 (1)"}
+    assert [len(ax.get_lines()) for ax in fig.axes if ax.get_visible()] == [3, 2, 2]  # seeds + the 99% line
+    fig = plot.figure_panels([tiny_runs / "s0", lr], ["train.lr"], tmp_path / "q.png")  # a tie: no baseline
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["lr=0.003 (1)", "lr=0.01 (1)"]
+    bad = run_script("plot.py", tiny_runs / "s0", "--panels", "--out", tmp_path / "r.png", check=False)
+    assert bad.returncode == 2 and "--group-by" in bad.stderr
+
+
 def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     sweep = {"name": "t", "out": str(tmp_path / "out"), "base": "configs/div97.yaml", "seeds": [0, 1],
              "vary": {"train.weight_decay": [0.0, 1.0]},
@@ -67,6 +94,22 @@ def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     assert len(lines) == 2 and len(commands) == 1 and "finished" in next(l for l in lines if l.startswith("# skip"))
     assert sum(f"--resume {unfinished}" in c and "--train.max_steps=40" in c for c in commands) == 1
     assert "1 unfinished" in run_script("sweep.py", path, "--summarize-only").stdout
+
+
+def test_sweep_tables_merge_and_keep_the_asked_columns_in_order():
+    import sweep
+
+    a = "| config | train.precision | seeds | grokked | median val_99 |\n|---|---|---|---|---|\n| div97 | fp32 | 5 | 3/5 | 794 |"
+    b = "| config | train.eps | seeds | grokked |\n|---|---|---|---|\n| div97 | 1e-05 | 1 | 0/1 |"
+    merged = sweep.merge_tables([a, b])
+    assert merged.splitlines() == [
+        "| config | train.precision | train.eps | seeds | grokked | median val_99 |", "|---|---|---|---|---|---|",
+        "| div97 | fp32 | - | 5 | 3/5 | 794 |", "| div97 | - | 1e-05 | 1 | 0/1 | - |"]
+    picked = sweep.select_columns(merged, ["grokked", "seeds"]).splitlines()
+    assert picked[0] == "| config | train.precision | train.eps | grokked | seeds |"
+    assert picked[3] == "| div97 | - | 1e-05 | 0/1 | 1 |"
+    with pytest.raises(sweep.UserError, match="no column 'lowest'"):
+        sweep.select_columns(merged, ["lowest"])
 
 
 def test_bench_quick_prints_its_table():
