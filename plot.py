@@ -163,8 +163,10 @@ def figure_panels(run_dirs, keys, out, title=None, split="val"):
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"{split} accuracy (%)")
-    for ax in axes[-1]:
-        ax.set_xlabel("optimisation steps")
+    for column in range(columns):  # the lowest drawn panel of each column carries the step axis
+        bottom = [ax for ax in axes[:, column] if ax.get_visible()][-1]
+        bottom.xaxis.set_tick_params(labelbottom=True)
+        bottom.set_xlabel("optimisation steps")
     fig.suptitle(title or f"{split} accuracy, one line per seed (dotted: 99%)", fontsize=10)
     save(fig, out)
     return fig

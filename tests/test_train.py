@@ -81,6 +81,36 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert records(tmp_path / "whole") == records(tmp_path / "parts")
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stop_rule_ends_the_run_at_the_same_step_across_a_resume(tmp_path, precision):
+    # Every evaluation meets val >= 0, so with patience 3 on a grid of 0, 10, 20, ... the run stops at
+    # step 20. Cut at step 10 (2 hits) and resumed, it must count the 2 hits from its log and stop at
+    # 20 as well, with the same records: what sets the last step of every ablation run.
+    rule = ["--train.stop_val_acc=0.0", "--train.stop_patience=3", f"--train.precision={precision}",
+            "--train.checkpoint_interval=10"]
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, *rule, "--train.max_steps=100", name="whole")])
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, *rule, "--train.max_steps=10", name="cut")])
+    train_main(["--resume", str(tmp_path / "cut"), "--train.max_steps=100", "--no-progress"])
+    whole = records(tmp_path / "whole")
+    assert [r["step"] for r in whole] == [0, 10, 20]
+    assert json.loads((tmp_path / "whole" / "summary.json").read_text())["step"] == 20
+    assert records(tmp_path / "cut") == whole
+
+
+def test_stop_rule_counts_full_evaluations_in_a_row(tmp_path):
+    # Replayed from a log as on resume: a fall resets the count, subset scores do not count.
+    from train import Evaluations
+
+    vals = [(10, 0.5, None), (20, 0.995, None), (30, 0.3, None), (40, 0.99, None), (45, 0.1, 64), (50, 0.999, None)]
+    (tmp_path / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": step, "val_acc": acc, **({"subset": subset} if subset else {})}) + "\n"
+        for step, acc, subset in vals))
+    for patience, stops in ((2, True), (3, False)):
+        evals = Evaluations(TrainConfig(stop_val_acc=0.99, stop_patience=patience), tmp_path, resumed_at=50)
+        assert evals.should_stop() is stops and evals.last_full == 50
+        evals.close()
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     common = ["train.py", "--config", "configs/div97.yaml", "--train.checkpoint_interval=50",
               "--train.log_checkpoints=false"]
