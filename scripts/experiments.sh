@@ -10,7 +10,11 @@ done
 # A committed log is never deleted: a run directory that holds one is left as it is.
 [ -f results/fig1/div97_fig1_s0/metrics.jsonl ] || python train.py --config configs/div97_fig1.yaml \
   --train.max_steps=3000 --train.threads=2 --out results/fig1/div97_fig1_s0 --no-progress
+# The README's main command, seed 0 (its committed log was stopped by hand at step 17,156; this runs
+# to the stop rule or 1e5 steps).
+[ -f results/main/div97_s0/metrics.jsonl ] || python train.py --config configs/div97.yaml \
+  --out results/main/div97_s0 --no-progress
 for sweep in grok warmup_3k warmup ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast \
-             lever_precision levers; do
+             fast_probe fast_probe2 fast_probe3 fast_probe4 lever_precision levers fast_confirm; do
   [ -f sweeps/$sweep.yaml ] && python sweep.py sweeps/$sweep.yaml --jobs 2
 done
