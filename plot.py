@@ -88,11 +88,17 @@ def figure_runs(run_dirs, out, title=None):
     return fig
 
 
-def figure_groups(run_dirs, keys, out, title=None, split="val"):
+def group_runs(run_dirs, keys):
+    """Each run's records, grouped by the values of the config keys."""
     groups = defaultdict(list)
     for d in run_dirs:
         config = read_run_config(d)
         groups[tuple(config_value(config, key) for key in keys)].append(read_metrics(d))
+    return groups
+
+
+def figure_groups(run_dirs, keys, out, title=None, split="val"):
+    groups = group_runs(run_dirs, keys)
     fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     cmap = plt.get_cmap("viridis")
     values = sorted(groups, key=lambda group: [(isinstance(v, str), v) for v in group])
@@ -138,10 +144,7 @@ def differing_labels(values, names):
 def figure_panels(run_dirs, keys, out, title=None, split="val"):
     """One small panel per group, each seed its own line: a collapse after grokking stays visible
     instead of being averaged into a band."""
-    groups = defaultdict(list)
-    for d in run_dirs:
-        config = read_run_config(d)
-        groups[tuple(config_value(config, key) for key in keys)].append(read_metrics(d))
+    groups = group_runs(run_dirs, keys)
     values = sorted(groups, key=lambda group: [(isinstance(v, str), str(v)) for v in group])
     labels = differing_labels(values, [key.split(".")[-1] for key in keys])
     order = sorted(range(len(values)), key=lambda i: labels[i] != "baseline")  # the baseline first

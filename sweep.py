@@ -288,23 +288,23 @@ def merge_tables(tables):
     parsed = [parse_table(t) for t in tables]
     keys = list(dict.fromkeys(c for header, _ in parsed for c in header[:header.index("seeds")]))
     rest = list(dict.fromkeys(c for header, _ in parsed for c in header[header.index("seeds"):]))
-    columns = keys + rest
+    return format_table(keys + rest, [row for _, rows in parsed for row in rows])
+
+
+def format_table(columns, rows):
+    """A markdown table; a row without a column shows '-'."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row.get(c, "-") for c in columns) + " |" for _, rows in parsed for row in rows]
+    lines += ["| " + " | ".join(row.get(c, "-") for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def select_columns(table, wanted):
     """The markdown table with only the wanted columns, in that order (config and the varied keys stay)."""
-    lines = table.splitlines()
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    header, rows = parse_table(table)
     missing = [c for c in wanted if c not in header]
     if missing:
         raise UserError(f"no column '{missing[0]}' in this table; columns: {', '.join(header)}")
-    keep = [i for i, c in enumerate(header) if i < header.index("seeds")] + [header.index(c) for c in wanted]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:1] + lines[2:]]
-    out = ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
-    return "\n".join([out[0], "|" + "---|" * len(keep), *out[1:]])
+    return format_table(header[:header.index("seeds")] + list(wanted), rows)
 
 
 if __name__ == "__main__":
