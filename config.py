@@ -45,9 +45,10 @@ class TrainConfig:
     decay: str = "matrices"  # which parameters decay: "matrices" (2-D weights; nanoGPT) or "all" (the paper)
     warmup_steps: int = 10
     # after warmup: "constant"; "cosine" (down to min_lr_frac * lr at max_steps); "drop" (lr times
-    # min_lr_frac from the first evaluation at 100% train accuracy)
+    # min_lr_frac from the first full evaluation with train accuracy >= drop_train_acc)
     schedule: str = "constant"
     min_lr_frac: float = 0.1
+    drop_train_acc: float = 1.0
     loss: str = "softmax"  # "softmax" cross-entropy, or "stablemax" (Prieto et al. 2025)
     perpendicular_grad: bool = False  # drop each gradient's component along its weights (Prieto et al.)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
@@ -271,6 +272,8 @@ def _validate_ranges(m, d, t):
     for key, value in (("model.dropout", m.dropout), ("train.grokfast_alpha", t.grokfast_alpha)):
         if not 0.0 <= value < 1.0:
             raise UserError(f"config key '{key}' must be in [0, 1), got {value}")
+    if not 0.0 < t.drop_train_acc <= 1.0:
+        raise UserError(f"config key 'train.drop_train_acc' must be in (0, 1], got {t.drop_train_acc}")
     if not 0.0 <= t.min_lr_frac <= 1.0:
         raise UserError(f"config key 'train.min_lr_frac' must be in [0, 1], got {t.min_lr_frac}")
     unknown_splits = [x for x in t.eval_splits if x not in ("train", "val", "test")]

@@ -222,7 +222,7 @@ class Evaluations:
         self.file.flush()
         if full:
             self.last_full, self.hits = step, self._hit(record)
-            if state.memorised_at is None and record.get("train_acc", 0.0) >= 1.0:
+            if state.memorised_at is None and record.get("train_acc", 0.0) >= tc.drop_train_acc:
                 state.memorised_at = step
         self.seconds += time.time() - start
         return record

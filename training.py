@@ -36,7 +36,8 @@ def _cosine(step, cfg, memorised_at):
 SCHEDULES = {
     "constant": lambda step, cfg, memorised_at: cfg.lr,
     "cosine": _cosine,  # down to min_lr_frac * lr at max_steps
-    # lr * min_lr_frac from the first evaluation with train accuracy 100%: memorised, now slow down
+    # lr * min_lr_frac from the first evaluation with train accuracy >= drop_train_acc (100% by
+    # default): memorised, now slow down
     "drop": lambda step, cfg, memorised_at: cfg.lr if memorised_at is None else cfg.lr * cfg.min_lr_frac,
 }
 
@@ -221,7 +222,7 @@ class BatchOrder:
 
 class TrainState:
     """What a run carries from step to step: model, optimizer, gradient filters, batch order,
-    step, the step at which train accuracy first hit 100%, and the RNG states."""
+    step, the step at which train accuracy first reached train.drop_train_acc, and the RNG states."""
 
     def __init__(self, model, train_cfg, n_train, seed, device):
         self.model = model

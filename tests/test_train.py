@@ -111,6 +111,17 @@ def test_stop_rule_counts_full_evaluations_in_a_row(tmp_path):
         evals.close()
 
 
+def test_drop_schedule_fires_at_the_first_full_evaluation_past_drop_train_acc(tmp_path):
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=60", "--train.schedule=drop",
+                                                             "--train.drop_train_acc=0.3", "--train.warmup_steps=1")])
+    rows = records(tmp_path / "run")
+    first = next(i for i, r in enumerate(rows) if r["train_acc"] >= 0.3)
+    assert 0 < first < len(rows) - 1, "the tiny run should pass 30% train accuracy mid-run"
+    # An evaluation's lr is that of the step before it: the drop shows from the next evaluation on.
+    assert all(r["lr"] == pytest.approx(3e-3) for r in rows[1:first + 1])
+    assert all(r["lr"] == pytest.approx(3e-4) for r in rows[first + 1:])
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     common = ["train.py", "--config", "configs/div97.yaml", "--train.checkpoint_interval=50",
               "--train.log_checkpoints=false"]
