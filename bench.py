@@ -1,21 +1,26 @@
-"""Benchmark: training-step throughput of the paper's model, parallel runs, and time-to-grok.
+"""Benchmark: training-step throughput, parallel runs, and time-to-grok.
 
-    python bench.py            # throughput table, parallel runs, time-to-grok (5 seeds each)
+    python bench.py            # throughput tables, parallel runs, time-to-grok (5 seeds each)
     python bench.py --quick    # a smoke test in under a minute (no time-to-grok)
 
-Variants of one training step (x/y mod 97, batch 512, 2 layers, width 128, AdamW), all from the
-same initial weights on the same batches:
-  baseline      eager fp32, logits and loss over every position (a plain nanoGPT-style step)
-  answer-only   the last block and the head run only at the answer positions
-  bf16          bf16 autocast, fp32 weights and optimizer
-  bf16+answer   both
-  +math         and SDPA's math attention kernel instead of its CPU flash kernel: what train.py
-                does on CPU with precision: bf16 (train.attention_kernel: auto)
+Variants of one training step (batch 512, AdamW, train.py's own train_step), all from the same
+initial weights on the same batches, on number-level x/y mod 97 (6 tokens a row, no pads) and
+character-level a+b mod 113 (12 columns, about 9 real tokens and 3 carrying loss a row):
+  baseline          eager fp32, logits and loss over every position (a plain nanoGPT-style step)
+  answer-only       the last block and the head run only at the columns that carry loss
+  bf16              bf16 autocast, fp32 weights and optimizer
+  bf16+answer       both
+  +math             and SDPA's math attention kernel instead of its CPU flash kernel: what train.py
+                    does on CPU with precision: bf16 (train.attention_kernel: auto)
+  +explicit         attention written out (train.attention_kernel: explicit)
+  bf16+packed+expl  and the model run on the real tokens only, the last block and head only at
+                    the loss tokens (train.packed: true): what the warm-up configs use
 GFLOP/s counts the matmul work each variant really does; "peak" is this machine's own measured
 fp32 (or bf16) matmul rate on large square matrices.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -48,25 +53,29 @@ def matmul_peak(dtype, size=2048, repeats=5):
     return 2 * size**3 / min(times) / 1e9
 
 
-def step_flops(cfg, batch, positions):
-    """Matmul FLOPs of one forward + backward (x3 the forward) of the model on this batch."""
-    B, T = batch
+def step_flops(cfg, batch, positions, packed):
+    """Matmul FLOPs of one forward + backward (x3 the forward) of the model on this batch, counted
+    per row: every block on all T columns, or on the real tokens only when packed; the last block
+    past its qkv (and the head) only at the P answer columns or, packed, at the loss tokens."""
     C, F, V, L = cfg.n_embd, cfg.d_ff, cfg.vocab_size, cfg.n_layer
-    per_token_layer = 2 * (4 * C * C + 2 * C * F)  # qkv + proj, up + down
-    attention = 2 * 2 * T * T * C  # scores and weighted sum, per layer
-    forward = (L * (B * T * per_token_layer + B * attention)) + 2 * B * T * C * V
-    if positions is not None:  # last layer: qkv on every token, the rest only at P positions
-        P = len(positions)
-        full_last = B * T * per_token_layer + B * attention + 2 * B * T * C * V
-        part_last = B * T * 2 * 3 * C * C + B * P * 2 * (C * C + 2 * C * F) + 2 * 2 * B * P * T * C + 2 * B * P * C * V
-        forward += part_last - full_last
-    return 3 * forward
+    B, T = batch["idx"].shape
+    qkv, rest = 2 * 3 * C * C, 2 * (C * C + 2 * C * F)  # per token: qkv; proj, up and down
+    attention = 2 * 2 * T * C  # scores and weighted sum, per query over the padded row
+    if packed:  # attention runs on the padded rows, every query
+        tokens, last = batch["attention_mask"].sum().item() / B, batch["loss_mask"].sum().item() / B
+        queries = T
+    else:
+        tokens, last = T, T if positions is None else len(positions)
+        queries = last
+    per_row = (L * tokens * qkv + (L - 1) * (T * attention + tokens * rest)
+               + queries * attention + last * (rest + 2 * C * V))
+    return 3 * B * per_row
 
 
-def setup(seed=0):
-    cfg = load_config("configs/div97.yaml")
+def setup(config, seed=0):
+    cfg = load_config(config)
     splits = load_splits(cfg.data, log=lambda m: None)
-    tokenizer = make_tokenizer("number", [p + c for rows in splits.values() for p, c in rows])
+    tokenizer = make_tokenizer(cfg.data.tokenizer, [p + c for rows in splits.values() for p, c in rows])
     batch = encode_examples(tokenizer, splits["train"])
     cfg.model.vocab_size, cfg.model.block_size = tokenizer.vocab_size, batch["idx"].size(1)
     return cfg, batch
@@ -75,13 +84,14 @@ def setup(seed=0):
 class Variant:
     """One way of running the training step, with its own model, optimizer and batch order."""
 
-    def __init__(self, cfg, batch, bf16, answer_only, math_kernel, steps, seed=0):
+    def __init__(self, cfg, batch, bf16, answer_only, kernel, packed, steps, seed=0):
         torch.manual_seed(seed)
-        self.train_cfg = cfg.train
-        self.state = TrainState(GPT(cfg.model), cfg.train, batch["idx"].size(0), seed, "cpu")
+        self.train_cfg = dataclasses.replace(cfg.train, packed=packed)
+        self.state = TrainState(GPT(cfg.model), self.train_cfg, batch["idx"].size(0), seed, "cpu")
         _, positions = batch_model_inputs(batch)
         self.positions = positions if answer_only else None
-        self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32", "auto" if math_kernel else "default")
+        self.packed = packed
+        self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32", kernel)
         order = torch.Generator().manual_seed(seed)
         self.batches = [{k: v[i] for k, v in batch.items()} for i in
                         (torch.randint(0, batch["idx"].size(0), (cfg.train.batch_size,), generator=order)
@@ -104,38 +114,46 @@ class Variant:
         return statistics.median(self.rates)
 
 
-VARIANTS = [("baseline", False, False, False), ("answer-only", False, True, False), ("bf16", True, False, False),
-            ("bf16+answer", True, True, False), ("bf16+answer+math", True, True, True)]
+# name, bf16, answer-only, attention kernel, packed
+VARIANTS = [("baseline", False, False, "default", False), ("answer-only", False, True, "default", False),
+            ("bf16", True, False, "default", False), ("bf16+answer", True, True, "default", False),
+            ("bf16+answer+math", True, True, "auto", False), ("bf16+answer+explicit", True, True, "explicit", False),
+            ("bf16+packed+explicit", True, False, "explicit", True)]
 
 
 def throughput(args):
     torch.set_num_threads(args.threads)
-    cfg, batch = setup()
     peak32, peak16 = matmul_peak(torch.float32, args.peak_size), matmul_peak(torch.bfloat16, args.peak_size)
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads; "
-          f"measured matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16\n")
-    variants = [Variant(cfg, batch, *flags, args.steps) for _, *flags in VARIANTS]
-    for v in variants:
-        v.run(timed=False)  # warm-up, and the loss curve
-    # Round-robin repeats, so that a slow spell of a shared machine hits every variant alike.
-    for _ in range(args.repeats):
+          f"measured matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16")
+    for config in args.throughput_configs:
+        cfg, batch = setup(config)
+        B, T = cfg.train.batch_size, batch["idx"].size(1)
+        real = batch["attention_mask"].float().sum(1).mean().item()
+        print(f"\n{config}: {cfg.data.tokenizer}-level tokens, {cfg.model.n_layer} layer(s), batch {B}, "
+              f"{T} columns, {real:.1f} real tokens a row")
+        variants = [Variant(cfg, batch, *flags, args.steps) for _, *flags in VARIANTS]
         for v in variants:
-            v.run()
-    print(f"{'variant':17s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} "
-          f"{'loss@' + str(args.steps):>10s}")
-    base = variants[0].rate
-    for (name, bf16, *_), v in zip(VARIANTS, variants):
-        gflops = step_flops(cfg.model, (cfg.train.batch_size, batch["idx"].size(1)), v.positions) * v.rate / 1e9
-        peak = peak16 if bf16 else peak32
-        print(f"{name:17s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} "
-              f"{v.losses[-1]:10.4f}")
+            v.run(timed=False)  # warm-up, and the loss curve
+        # Round-robin repeats, so that a slow spell of a shared machine hits every variant alike.
+        for _ in range(args.repeats):
+            for v in variants:
+                v.run()
+        print(f"{'variant':21s} {'steps/s':>8s} {'x base':>7s} {'GFLOP/s':>8s} {'% peak':>7s} "
+              f"{'loss@' + str(args.steps):>10s}")
+        base = variants[0].rate
+        for (name, bf16, *_), v in zip(VARIANTS, variants):
+            gflops = step_flops(cfg.model, v.batches[0], v.positions, v.packed) * v.rate / 1e9
+            peak = peak16 if bf16 else peak32
+            print(f"{name:21s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} "
+                  f"{v.losses[-1]:10.4f}")
 
 
 def worker(args):
     """One process of the parallel-runs measurement: prints its steps/s as JSON."""
     torch.set_num_threads(args.threads)
-    cfg, batch = setup()
-    variant = Variant(cfg, batch, True, True, True, args.steps)
+    cfg, batch = setup(args.throughput_configs[0])
+    variant = Variant(cfg, batch, True, True, "auto", False, args.steps)
     variant.run(timed=False)
     for _ in range(args.repeats):
         variant.run()
@@ -189,6 +207,8 @@ def main():
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--steps", type=int, default=30, help="training steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--throughput-configs", nargs="+", default=["configs/div97.yaml", "configs/warmup/add113_l2.yaml"],
+                        help="configs whose data and model the throughput tables time (the first one: parallel runs)")
     parser.add_argument("--grok-configs", nargs="*", default=["configs/div97_fast.yaml", "configs/div97.yaml"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--peak-size", type=int, default=2048, help="matrix size for the matmul peak")

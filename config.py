@@ -73,8 +73,12 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
     compile: bool = False  # torch.compile the model
     # "auto": SDPA's math kernel on CPU, where it beats the flash kernel on these few-token
-    # sequences (bench.py measures it), PyTorch's own pick elsewhere; "default": always PyTorch's.
+    # sequences (bench.py measures it), PyTorch's own pick elsewhere; "default": always PyTorch's;
+    # "explicit": model.explicit_attention, faster still on CPU (bench.py), float rounding differs.
     attention_kernel: str = "auto"
+    # Train on the real tokens only, the last block and head only at the loss tokens (model.Packing):
+    # the same loss as the padded batch up to float rounding, less work where rows are padded.
+    packed: bool = False
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -98,7 +102,7 @@ CHOICES = {
     "train.eval_schedule": ["log", "fixed"],
     "train.device": ["auto", "cpu", "cuda", "mps"],
     "train.precision": ["fp32", "bf16"],
-    "train.attention_kernel": ["auto", "default"],
+    "train.attention_kernel": ["auto", "default", "explicit"],
 }
 DERIVED = {"model.vocab_size", "model.block_size"}  # set from the data, never by the user
 SECTIONS = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}

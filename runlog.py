@@ -58,7 +58,8 @@ def read_metrics(run_dir):
 # did (each was added off by default). Readers of old config.yaml files use these for absent keys;
 # a test checks that they equal the current defaults.
 KEYS_ADDED_LATER = {"model.init_scale": 1.0, "train.loss": "softmax", "train.perpendicular_grad": False,
-                    "train.eval_subset": 0, "train.eval_full_gap": 0, "train.drop_train_acc": 1.0}
+                    "train.eval_subset": 0, "train.eval_full_gap": 0, "train.drop_train_acc": 1.0,
+                    "train.packed": False}
 
 
 def read_run_config(run_dir):

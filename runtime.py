@@ -6,6 +6,7 @@ import random
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from model import attention
 from runlog import UserError
 
 
@@ -26,6 +27,8 @@ def forward_context(device, precision="fp32", attention_kernel="auto"):
             # SDPA's math kernel beats its CPU flash kernel on these few-token sequences (bench.py).
             if attention_kernel == "auto" and kind == "cpu":
                 stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+            if attention_kernel == "explicit":
+                stack.enter_context(attention("explicit"))
             yield
     return context
 

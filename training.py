@@ -266,9 +266,13 @@ def train_step(state, model, batch, inputs, train_cfg, context):
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     with context():
-        _, loss = model(batch["idx"], batch["targets"], batch["loss_mask"],
-                        None if attention_mask is None else batch["attention_mask"], positions,
-                        loss_kind=train_cfg.loss)
+        if train_cfg.packed:
+            _, loss = model(batch["idx"], batch["targets"], batch["loss_mask"], batch["attention_mask"],
+                            loss_kind=train_cfg.loss, packed=True)
+        else:
+            _, loss = model(batch["idx"], batch["targets"], batch["loss_mask"],
+                            None if attention_mask is None else batch["attention_mask"], positions,
+                            loss_kind=train_cfg.loss)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if train_cfg.grad_clip > 0:

@@ -1,6 +1,8 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, attention, explicit_attention
 
 
 def tiny(**kw):
@@ -130,3 +132,54 @@ def test_positions_give_the_same_logits_and_loss_there():
     padded_full, _ = model(idx, attention_mask=mask)
     padded_part, _ = model(idx, attention_mask=mask, positions=cols)
     assert torch.allclose(padded_full[:, cols], padded_part, atol=1e-5)
+
+
+def ragged_batch(left=False):
+    """Rows of 4-8 real tokens, padded right (or left), loss on each row's last 1-3 real tokens."""
+    g = torch.Generator().manual_seed(1)
+    lengths, answers = [8, 5, 6, 4], [3, 1, 2, 2]
+    idx = torch.zeros(4, 8, dtype=torch.long)
+    targets, real, loss_mask = idx.clone(), torch.zeros(4, 8, dtype=torch.bool), torch.zeros(4, 8, dtype=torch.bool)
+    for i, (n, a) in enumerate(zip(lengths, answers)):
+        cols = slice(8 - n, 8) if left else slice(0, n)
+        idx[i, cols], targets[i, cols] = torch.randint(2, 11, (2, n), generator=g)
+        real[i, cols] = True
+        loss_mask[i, cols] = torch.arange(n) >= n - a
+    return idx, targets, loss_mask, real
+
+
+@pytest.mark.parametrize("left", [False, True])
+@pytest.mark.parametrize("kind", ["sdpa", "explicit"])
+def test_packed_gives_the_padded_batch_logits_loss_and_gradients(left, kind):
+    model = tiny().double()
+    idx, targets, loss_mask, real = ragged_batch(left)
+    dense_logits, dense_loss = model(idx, targets, loss_mask, real)
+    dense_grads = torch.autograd.grad(dense_loss, list(model.parameters()))
+    with attention(kind):
+        logits, loss = model(idx, targets, loss_mask, real, packed=True)
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert logits.shape == (int(loss_mask.sum()), 11)  # only the loss tokens, flat in row-major order
+    assert torch.allclose(logits, dense_logits[loss_mask].to(logits.dtype), atol=1e-9)
+    assert loss.item() == pytest.approx(dense_loss.item(), rel=1e-6)  # the loss itself is fp32
+    for (name, _), a, b in zip(model.named_parameters(), dense_grads, grads):
+        assert torch.allclose(a, b, atol=1e-7), name
+    if left:  # pads before real tokens must be masked: without the mask the logits differ
+        _, wrong = model(idx, targets, loss_mask, torch.ones_like(real), packed=True)
+        assert not torch.isclose(wrong, loss)
+
+
+def test_explicit_attention_matches_sdpa_causal_masked_and_at_positions():
+    model = tiny().double()
+    idx, targets, loss_mask, real = ragged_batch(left=True)
+    cols = torch.tensor([5, 6, 7])
+    for kwargs in ({}, {"attention_mask": real}, {"positions": cols}, {"attention_mask": real, "positions": cols}):
+        reference, _ = model(idx, **kwargs)
+        with attention("explicit"):
+            explicit, _ = model(idx, **kwargs)
+        assert torch.allclose(reference, explicit, atol=1e-9), kwargs
+    q, k, v = torch.randn(3, 2, 2, 5, 4, dtype=torch.double).unbind(0)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    assert torch.allclose(explicit_attention(q, k, v, causal), F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    with pytest.raises(ValueError, match="not one of"):
+        with attention("flash"):
+            pass
