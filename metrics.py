@@ -39,16 +39,34 @@ MODEL_METRICS = {"weight_norm": _weight_norm}
 
 
 @torch.no_grad()
-def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax"):
-    """Per-position loss, correctness and loss mask (N, P) of a split, in chunks of eval_batch_size."""
+def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax", packed=False):
+    """Per-position loss, correctness and loss mask (N, P) of a split, in chunks of eval_batch_size.
+
+    packed: run the model as train.packed trains it (real tokens only, logits at the loss tokens),
+    then lay the numbers out on the (N, T) grid, correct and zero loss off the loss tokens.
+    """
     was_training = model.training
     model.eval()
     parts = defaultdict(list)
+    # One set of answer columns for the whole split, so that every chunk's (n, P) outputs stack.
+    attention_mask, positions = batch_model_inputs(batch)
     for start in range(0, batch["idx"].size(0), eval_batch_size):
         part = slice_batch(batch, slice(start, start + eval_batch_size))
-        attention_mask, positions = batch_model_inputs(part)
+        if packed:
+            mask, targets = part["loss_mask"].bool() & part["attention_mask"].bool(), part["targets"]
+            with context():
+                logits, _ = model(part["idx"], loss_mask=mask, attention_mask=part["attention_mask"], packed=True)
+            token_loss = torch.zeros(mask.shape, dtype=torch.float64)
+            token_loss[mask] = token_losses(logits, targets[mask], loss_kind, torch.float64)
+            correct = torch.ones(mask.shape, dtype=torch.bool)
+            correct[mask] = logits.float().argmax(-1) == targets[mask]
+            parts["token_loss"].append(token_loss)
+            parts["correct"].append(correct)
+            parts["mask"].append(mask)
+            continue
         with context():
-            logits, _ = model(part["idx"], attention_mask=attention_mask, positions=positions)
+            logits, _ = model(part["idx"], attention_mask=None if attention_mask is None else part["attention_mask"],
+                              positions=positions)
         mask, targets = part["loss_mask"], part["targets"]
         if positions is not None:
             mask, targets = mask[:, positions], targets[:, positions]
@@ -59,9 +77,9 @@ def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax"):
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def score_split(model, batch, eval_batch_size, context, loss_kind="softmax"):
+def score_split(model, batch, eval_batch_size, context, loss_kind="softmax", packed=False):
     """{metric name: value} of every SPLIT_METRICS entry on one split."""
-    out = split_outputs(model, batch, eval_batch_size, context, loss_kind)
+    out = split_outputs(model, batch, eval_batch_size, context, loss_kind, packed)
     return {name: metric(out) for name, metric in SPLIT_METRICS.items()}
 
 
@@ -74,7 +92,8 @@ def evaluation_record(model, batches, train_cfg, context, subset=0):
     record = {}
     for split in [s for s in train_cfg.eval_splits if s in batches]:
         batch = batches[split] if not subset else slice_batch(batches[split], slice(0, subset))
-        for name, value in score_split(model, batch, train_cfg.eval_batch_size, context, train_cfg.loss).items():
+        for name, value in score_split(model, batch, train_cfg.eval_batch_size, context, train_cfg.loss,
+                                       train_cfg.packed).items():
             record[f"{split}_{name}"] = value
     for name, metric in MODEL_METRICS.items():
         record[name] = metric(model)

@@ -183,3 +183,23 @@ def test_explicit_attention_matches_sdpa_causal_masked_and_at_positions():
     with pytest.raises(ValueError, match="not one of"):
         with attention("flash"):
             pass
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_packed_evaluation_scores_as_the_padded_one(left):
+    from metrics import split_outputs
+    from runtime import forward_context
+
+    model = tiny().double()
+    idx, targets, loss_mask, real = ragged_batch(left)
+    full, _ = model(idx, attention_mask=real)
+    targets[1, loss_mask[1]] = full[1, loss_mask[1]].argmax(-1)  # row 1 (one loss token) right, to count
+    batch = {"idx": idx, "targets": targets, "loss_mask": loss_mask, "attention_mask": real}
+    context = forward_context("cpu")
+    dense, packed = (split_outputs(model, batch, 3, context, packed=p) for p in (False, True))
+    # dense lays out the answer columns (N, P), packed every column (N, T): compare per row
+    right = {k: (out["correct"] | ~out["mask"]).all(dim=1) for k, out in (("dense", dense), ("packed", packed))}
+    assert torch.equal(right["dense"], right["packed"]) and right["packed"].any() and not right["packed"].all()
+    loss = {k: (out["token_loss"] * out["mask"]).sum(dim=1) for k, out in (("dense", dense), ("packed", packed))}
+    assert torch.allclose(loss["dense"], loss["packed"], atol=1e-9)
+    assert torch.equal(packed["mask"], loss_mask)
