@@ -188,7 +188,9 @@ def summarize(spec, runs):
             writer.writeheader()
             writer.writerows(per_run)
     keys = list(dict.fromkeys(k for _, cell in cells for k, _ in cell))
-    rows = [{"config": base, **{k: fmt(dict(cell)[k]) if k in dict(cell) else "-" for k in keys}, **cell_row(results)}
+    # A key a cell does not set shows the sweep's `set:` value, else '-' (the base config's).
+    given = lambda cell, k: fmt(cell[k]) if k in cell else fmt(spec["set"][k]) if k in spec["set"] else "-"
+    rows = [{"config": base, **{k: given(dict(cell), k) for k in keys}, **cell_row(results)}
             for (base, cell), results in cells.items()]
     columns = list(rows[0]) if rows else ["config"]
     with open(out / "summary.csv", "w", newline="") as f:
@@ -248,7 +250,7 @@ def main():
     specs = [load_sweep(path) for path in args.sweeps]  # every file is checked before anything runs
     tables = [one_sweep(spec, args) for spec in specs]
     if not args.print_commands:
-        table = merge_tables(tables)
+        table = merge_tables(tables, [spec["set"] for spec in specs])
         print(select_columns(table, args.columns) if args.columns else table)
 
 
@@ -280,15 +282,20 @@ def parse_table(table):
     return header, [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
 
 
-def merge_tables(tables):
-    """Several sweeps' tables as one: the columns of all of them (the varied keys first), '-' where a
-    sweep has no such column (a key it does not vary keeps its base config's or `set:` value)."""
+def merge_tables(tables, sets=None):
+    """Several sweeps' tables as one: the columns of all of them (the varied keys first), plus the
+    `set:` keys (sets: each sweep's) on which the sweeps differ, filled from each sweep's `set:`;
+    '-' where neither a sweep's cells nor its `set:` give a key (the base config's value)."""
     if len(tables) == 1:
         return tables[0]
+    sets = sets or [{}] * len(tables)
     parsed = [parse_table(t) for t in tables]
-    keys = list(dict.fromkeys(c for header, _ in parsed for c in header[:header.index("seeds")]))
+    differing = [k for s in sets for k in s if any(k not in other or other[k] != s[k] for other in sets)]
+    keys = list(dict.fromkeys([c for header, _ in parsed for c in header[:header.index("seeds")]] + differing))
     rest = list(dict.fromkeys(c for header, _ in parsed for c in header[header.index("seeds"):]))
-    return format_table(keys + rest, [row for _, rows in parsed for row in rows])
+    rows = [{**{k: fmt(v) for k, v in given.items() if k in keys}, **row}
+            for (_, table_rows), given in zip(parsed, sets) for row in table_rows]
+    return format_table(keys + rest, rows)
 
 
 def format_table(columns, rows):

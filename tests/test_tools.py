@@ -110,6 +110,11 @@ def test_sweep_tables_merge_and_keep_the_asked_columns_in_order():
     assert picked[3] == "| div97 | - | 1e-05 | 0/1 | 1 |"
     with pytest.raises(sweep.UserError, match="no column 'lowest'"):
         sweep.select_columns(merged, ["lowest"])
+    # `set:` keys on which the sweeps differ become columns, filled from each sweep's `set:`
+    sets = [{"train.max_steps": 100, "train.lr": 0.001}, {"train.max_steps": 100, "train.lr": 0.002, "train.precision": "bf16"}]
+    merged = sweep.merge_tables([a, b], sets).splitlines()
+    assert merged[0] == "| config | train.precision | train.eps | train.lr | seeds | grokked | median val_99 |"
+    assert merged[2:] == ["| div97 | fp32 | - | 0.001 | 5 | 3/5 | 794 |", "| div97 | bf16 | 1e-05 | 0.002 | 1 | 0/1 | - |"]
 
 
 def test_bench_quick_prints_its_table():
