@@ -40,3 +40,7 @@ plot figures/div97_fast.png "results/fast_confirm/div97_fast_s*" \
   --title "div97_fast.yaml, seeds 0-7, 1e4 steps, no early stop"
 plot figures/div97_main.png "results/main/div97_s0" \
   --title "div97.yaml as the quick start runs it (seed 0, fp32)"
+plot figures/warmup_grid.png "results/warmup_grid/*_s*" --group-by name --panels --split test \
+  --title "warm-up grid, tuned recipe (Muon), test accuracy, one line per seed (char-level)"
+plot figures/div97_char_muon.png "results/div97_char/*_s*" \
+  --title "x/y mod 97, character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps"
