@@ -4,6 +4,7 @@
     python sweep.py sweeps/ablate_wd.yaml --jobs 2        # two single-threaded runs side by side
     python sweep.py sweeps/ablate_wd.yaml --print-commands > jobs.txt   # for Slurm / GNU parallel
     python sweep.py sweeps/ablate_wd.yaml --summarize-only
+    python sweep.py sweeps/warmup_grid.yaml --configs add97_l2 sub97_l2 --seeds 0   # a part of the grid
     python sweep.py sweeps/lever_precision.yaml sweeps/levers.yaml --summarize-only   # one table of both
 
 A sweep file (YAML):
@@ -239,6 +240,8 @@ def main():
                         help="single-threaded runs side by side (default: one per core)")
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")
     parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the sweep's seeds")
+    parser.add_argument("--configs", nargs="+", metavar="NAME",
+                        help="run only the runs of these base configs (by file name, e.g. add97_l2)")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild summary.md/.csv from the logs")
     parser.add_argument("--columns", nargs="+", metavar="COLUMN",
                         help="print only these columns of the table (the files keep all of them)")
@@ -261,7 +264,13 @@ def one_sweep(spec, args):
         unknown = sorted(set(args.seeds) - set(spec["seeds"]))
         if unknown:
             raise UserError(f"--seeds {unknown} not in the sweep's seeds {spec['seeds']}")
-    chosen = [r for r in runs if not args.seeds or r["seed"] in args.seeds]
+    if args.configs:
+        names = {Path(b).stem for b in spec["base"]}
+        unknown = sorted(set(args.configs) - names)
+        if unknown:
+            raise UserError(f"--configs {unknown} not among the sweep's base configs {sorted(names)}")
+    chosen = [r for r in runs if (not args.seeds or r["seed"] in args.seeds)
+              and (not args.configs or Path(r["base"]).stem in args.configs)]
     if args.print_commands:
         try:
             for run in chosen:

@@ -79,6 +79,12 @@ def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     commands = run_script("sweep.py", path, "--print-commands").stdout.splitlines()
     assert len(commands) == 4 and all("train.py --config configs/div97.yaml" in c for c in commands)
     assert sum("--train.weight_decay=0.0" in c for c in commands) == 2
+    two_bases = tmp_path / "two.yaml"
+    two_bases.write_text(yaml.safe_dump({**sweep, "base": ["configs/div97.yaml", "configs/div97_char.yaml"]}))
+    only_char = run_script("sweep.py", two_bases, "--print-commands", "--configs", "div97_char").stdout.splitlines()
+    assert len(only_char) == 4 and all("--config configs/div97_char.yaml" in c for c in only_char)
+    unknown = run_script("sweep.py", two_bases, "--print-commands", "--configs", "div98", check=False)
+    assert unknown.returncode == 2 and "div98" in unknown.stderr
     first = run_script("sweep.py", path, "--jobs", "2")
     assert "4 runs, 0 already done" in first.stderr
     again = run_script("sweep.py", path, "--jobs", "2")
