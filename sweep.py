@@ -159,6 +159,8 @@ def cell_row(results):
         how = _headline(key)
         value = {"median": statistics.median, "min": min, "total": sum}[how](known) if known else None
         row[f"{how} {key}"] = "never" if value is None else f"{value:.3f}" if how == "min" else f"{value:.0f}"
+    # where each run ended (the stop rule's step, or the budget), in the order of the sweep's seeds
+    row["last_step per seed"] = ", ".join(str(r["last_step"]) for r in results)
     for key in results[0]:
         values = [r[key] for r in results]
         if key == "finished":

@@ -91,6 +91,7 @@ def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     assert "4 runs, 4 already done" in again.stderr
     rows = list(csv.reader(open(tmp_path / "out" / "summary.csv")))
     assert rows[0][:3] == ["config", "train.weight_decay", "seeds"] and len(rows) == 3
+    assert [row[rows[0].index("last_step per seed")] for row in rows[1:]] == ["40, 40", "40, 40"]
     assert (tmp_path / "out" / "summary.md").read_text().count("\n") == 4
     # A run that stopped before finishing is resumed from its checkpoint, with the same overrides.
     unfinished = sorted((tmp_path / "out").glob("*_s1"))[0]
