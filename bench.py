@@ -3,7 +3,7 @@
     python bench.py            # throughput tables, parallel runs, time-to-grok (5 seeds each)
     python bench.py --quick    # a smoke test in under a minute (no time-to-grok)
 
-Variants of one training step (batch 512, AdamW, train.py's own train_step), all from the same
+Variants of one training step (batch 512, the config's optimizer, train.py's own train_step), all from the same
 initial weights on the same batches, on number-level x/y mod 97 (6 tokens a row, no pads) and
 character-level a+b mod 113 (12 columns, about 9 real tokens and 3 carrying loss a row):
   baseline          eager fp32, logits and loss over every position (a plain nanoGPT-style step)
