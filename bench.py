@@ -90,7 +90,6 @@ class Variant:
         self.state = TrainState(GPT(cfg.model), self.train_cfg, batch["idx"].size(0), seed, "cpu")
         _, positions = batch_model_inputs(batch)
         self.positions = positions if answer_only else None
-        self.packed = packed
         self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32", kernel)
         order = torch.Generator().manual_seed(seed)
         self.batches = [{k: v[i] for k, v in batch.items()} for i in
@@ -143,7 +142,7 @@ def throughput(args):
               f"{'loss@' + str(args.steps):>10s}")
         base = variants[0].rate
         for (name, bf16, *_), v in zip(VARIANTS, variants):
-            gflops = step_flops(cfg.model, v.batches[0], v.positions, v.packed) * v.rate / 1e9
+            gflops = step_flops(cfg.model, v.batches[0], v.positions, v.train_cfg.packed) * v.rate / 1e9
             peak = peak16 if bf16 else peak32
             print(f"{name:21s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} "
                   f"{v.losses[-1]:10.4f}")

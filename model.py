@@ -80,6 +80,18 @@ def explicit_attention(q, k, v, mask, dropout=0.0):
     return weights.to(v.dtype) @ v
 
 
+def is_right_padded(real):
+    """True if in every row of real (B, T; True = real token) the real tokens come first and the
+    pads after: then plain causal attention hides the pads, and no mask is needed."""
+    lengths = real.sum(dim=1, keepdim=True)
+    return bool((real.bool() == (torch.arange(real.size(1), device=real.device)[None, :] < lengths)).all())
+
+
+def real_token_positions(real):
+    """(B, T) position of each token counted over the real tokens only, so left padding shifts nothing."""
+    return (real.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
 class Packing:
     """The real (non-pad) tokens of a padded (B, T) batch, listed flat, so that every block runs
     on them alone, and those of them that carry loss, where alone the last block and the head
@@ -92,8 +104,7 @@ class Packing:
         self.real = flat.nonzero().flatten()  # (N,) indices into the flattened (B * T) batch
         self.wanted = (wanted & real).flatten().nonzero().flatten()  # (M,) the same, for loss tokens
         self.wanted_among_real = (flat.long().cumsum(0) - 1)[self.wanted]  # (M,) rows of (N, C) activations
-        prefix = torch.arange(self.T, device=real.device)[None, :] < real.sum(dim=1, keepdim=True)
-        self.right_padded = bool((real == prefix).all())  # then causal attention alone hides the pads
+        self.right_padded = is_right_padded(real)
 
     def pack(self, x):
         """(B, T, ...) -> (N, ...)"""
@@ -278,8 +289,7 @@ class GPT(nn.Module):
         if attention_mask is None:
             pos = torch.arange(T, device=idx.device)  # (T,)
         else:
-            # Count positions over real tokens only, so left padding shifts nothing.
-            pos = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+            pos = real_token_positions(attention_mask)  # (B, T)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, attn_mask, positions if i == len(self.blocks) - 1 else None)
@@ -300,7 +310,7 @@ class GPT(nn.Module):
         real = torch.ones_like(idx, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         packing = Packing(real, loss_mask.bool())
         attn_mask = None if packing.right_padded else self.attention_mask_4d(real, idx.size(1))
-        pos = (real.long().cumsum(dim=1) - 1).clamp(min=0)  # as in forward: real tokens only
+        pos = real_token_positions(real)
         x = self.drop(self.tok_emb(packing.pack(idx)) + self.pos_emb(packing.pack(pos)))  # (N, C)
         for i, block in enumerate(self.blocks):
             x = block(x, attn_mask, packing=packing, last=i == len(self.blocks) - 1)

@@ -198,10 +198,9 @@ def summarize(spec, runs):
     columns = list(rows[0]) if rows else ["config"]
     with open(out / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    return "\n".join(lines)
+    table = format_table(columns, rows)
+    (out / "summary.md").write_text(table + "\n")
+    return table
 
 
 def check_configs(spec):

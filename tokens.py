@@ -4,6 +4,7 @@ import re
 
 import torch
 
+from model import is_right_padded
 from runlog import UserError
 
 PAD, EOS = "<pad>", "<eos>"  # EOS also starts every sequence, as GPT-2's <|endoftext|> does
@@ -139,9 +140,7 @@ def batch_model_inputs(batch):
     equations, the answer), since nothing else reaches the loss.
     """
     mask, loss_mask = batch["attention_mask"], batch["loss_mask"]
-    lengths = mask.sum(dim=1, keepdim=True)
-    prefix = torch.arange(mask.size(1), device=mask.device)[None, :] < lengths
-    if not bool((mask.bool() == prefix).all()):
+    if not is_right_padded(mask):
         return mask, None
     used = loss_mask.any(dim=0)
     positions = None if bool(used.all()) else used.nonzero().flatten()
