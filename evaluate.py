@@ -2,12 +2,14 @@
 
     python evaluate.py --checkpoint checkpoints/div97.pt --all-pairs
     python evaluate.py --checkpoint runs/add97_l1 --split test --show-mistakes 5 --json out.json
+    python evaluate.py --checkpoint checkpoints/warmup_add113_l2.pt --split val --by-digits
 
 Loss and accuracy count only the answer tokens and the final EOS, never the question.
 """
 
 import argparse
 import json
+import re
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from metrics import SPLIT_METRICS, exact_match, score_split
@@ -29,6 +31,22 @@ def score(model, tokenizer, examples, cfg, device="cpu", context=None):
     return numbers, mistakes
 
 
+def exact_match_by_digits(examples, mistakes):
+    """Greedy exact match grouped by the number of digits of each operand of 'a op b =': on
+    character-level tokens '1+3' (a one-digit a, a three-digit b) is a different input shape
+    from '2+2'. {group: {"count", "exact_match"}}, groups in sorted order."""
+    wrong = {prompt for prompt, _, _ in mistakes}
+    groups = {}
+    for prompt, _ in examples:
+        match = re.fullmatch(r"(\d+)(\D)(\d+)=", prompt)
+        if match is None:
+            raise UserError(f"--by-digits needs equations 'a op b =', got the prompt {prompt!r}")
+        key = f"{len(match[1])}{match[2]}{len(match[3])}"
+        count, right = groups.get(key, (0, 0))
+        groups[key] = (count + 1, right + (prompt not in wrong))
+    return {key: {"count": count, "exact_match": right / count} for key, (count, right) in sorted(groups.items())}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a .pt file or a run directory")
@@ -37,6 +55,8 @@ def main():
     parser.add_argument("--all-pairs", action="store_true", help="also score every valid equation of the operation")
     parser.add_argument("--json", help="write the numbers to this file")
     parser.add_argument("--show-mistakes", type=int, default=0, metavar="N", help="print up to N wrong answers per set")
+    parser.add_argument("--by-digits", action="store_true",
+                        help="also give exact match per operand digit count (modular data): where the misses are")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     parser.add_argument("--precision", choices=["checkpoint", "fp32", "bf16"], default="checkpoint",
                         help="run the model as it was trained (default), or force fp32 / bf16")
@@ -49,9 +69,9 @@ def main():
     context = forward_context(device, precision, cfg.train.attention_kernel)
     splits = load_splits(cfg.data, log=lambda m: None)
     sets = {name: splits[name] for name in (args.split or ["train", "val", "test"]) if splits[name]}
+    if (args.all_pairs or args.by_digits) and cfg.data.kind != "modular":
+        raise UserError(f"--{'all-pairs' if args.all_pairs else 'by-digits'} needs a model trained on modular data")
     if args.all_pairs:
-        if cfg.data.kind != "modular":
-            raise UserError("--all-pairs needs a model trained on modular data")
         sets["all-pairs"] = all_pair_examples(cfg.data.op, cfg.data.p)
     results = {}
     print(f"{args.checkpoint}: {precision}, {cfg.train.loss} loss, on {device}")
@@ -63,6 +83,10 @@ def main():
         print(f"{name:10s}" + "".join(f" {numbers[c]:12.6g}" for c in columns))
         for prompt, want, got in mistakes[:args.show_mistakes]:
             print(f"    {prompt}{want}  but the model says {prompt}{got}")
+        if args.by_digits:
+            numbers["by_digits"] = exact_match_by_digits(examples, mistakes)
+            for key, group in numbers["by_digits"].items():
+                print(f"    digits {key:6s} {group['count']:6d} equations, exact match {group['exact_match']:.4f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"checkpoint": str(args.checkpoint), "precision": precision, "results": results}, f, indent=2)

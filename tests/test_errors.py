@@ -48,6 +48,7 @@ CASES = [
     (["train.py", "--config", "configs/div97.yaml", "--train.min_lr_frac=2"], ["train.min_lr_frac", "[0, 1]"]),
     (["train.py", "--config", "configs/div97.yaml", "--train.device=cuda"], ["cuda", "--train.device=auto"]),
     (["evaluate.py", "--checkpoint", "checkpoints/div97.pt", "--device", "cuda"], ["no CUDA GPU"]),
+    (["evaluate.py", "--checkpoint", "checkpoints/sanity.pt", "--by-digits"], ["--by-digits", "modular data"]),
     (["sweep.py", "tests/reference/README.md"], ["not valid YAML"]),
 ]
 

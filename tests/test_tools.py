@@ -183,6 +183,28 @@ def test_shipped_warmup_checkpoints_score_as_logged(config, tmp_path):
     assert abs(scored - logged) < 0.001
 
 
+def test_exact_match_by_digits_groups_operand_shapes():
+    from evaluate import exact_match_by_digits
+
+    examples = [("1+2=", "3"), ("10+5=", "15"), ("3+40=", "43"), ("7+8=", "15"), ("100-9=", "91")]
+    mistakes = [("10+5=", "15", "16"), ("7+8=", "15", "5")]
+    assert exact_match_by_digits(examples, mistakes) == {
+        "1+1": {"count": 2, "exact_match": 0.5}, "1+2": {"count": 1, "exact_match": 1.0},
+        "2+1": {"count": 1, "exact_match": 0.0}, "3-1": {"count": 1, "exact_match": 1.0}}
+
+
+def test_evaluate_by_digits_adds_up_to_the_split(tmp_path):
+    out = run_script("evaluate.py", "--checkpoint", "checkpoints/warmup_add97_l2.pt", "--split", "test",
+                     "--by-digits", "--json", tmp_path / "e.json").stdout
+    test = json.loads((tmp_path / "e.json").read_text())["results"]["test"]
+    groups = test["by_digits"]
+    assert set(groups) == {"1+1", "1+2", "2+1", "2+2"}  # operands below 97 have one or two digits
+    assert sum(g["count"] for g in groups.values()) == test["count"]
+    right = sum(g["count"] * g["exact_match"] for g in groups.values())
+    assert right == pytest.approx(test["exact_match"] * test["count"])
+    assert "digits 2+2" in out
+
+
 def test_shipped_div97_checkpoint(tmp_path):
     out = run_script("inference.py", "--checkpoint", "checkpoints/div97.pt", "--prompt", "12/5=")
     assert out.stdout == "12/5=80\n"
