@@ -167,8 +167,8 @@ def test_shipped_warmup_checkpoints(name, prompt):
 # Where each shipped warm-up checkpoint comes from: the grid's seed-0 run (sweeps/warmup_grid.yaml)
 # where it has finished, else the 3,000-step run (sweeps/warmup_3k.yaml) or the long add97_l1 run.
 SHIPPED_WARMUP = {"add97_l2": "warmup_grid", "sub97_l1": "warmup_3k", "sub97_l2": "warmup_grid",
-                  "add113_l1": "warmup_3k", "add113_l2": "warmup_3k", "sub113_l1": "warmup_3k",
-                  "sub113_l2": "warmup_3k"}
+                  "add113_l1": "warmup_3k", "add113_l2": "warmup_grid", "sub113_l1": "warmup_3k",
+                  "sub113_l2": "warmup_grid"}
 
 
 @pytest.mark.parametrize("config", sorted(SHIPPED_WARMUP))
