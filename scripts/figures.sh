@@ -46,5 +46,5 @@ plot figures/div97_char_muon.png "results/div97_char/*_s*" \
   --title "x/y mod 97, character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps"
 for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
   plot figures/warmup_grid_$c.png "results/warmup_grid/${c}_s*" \
-    --title "warm-up grid: $c (character tokens, tuned recipe), seeds 0-2"
+    --title "warm-up grid: $c (character tokens, tuned recipe), finished seeds of 0-2"
 done
