@@ -12,6 +12,7 @@ the keys it changed to resumes.jsonl. One process at a time may use a run direct
 
 import argparse
 import fcntl
+import gc
 import hashlib
 import json
 import math
@@ -77,6 +78,11 @@ class Distributed:
 
     def close(self):
         if self.world > 1:
+            # The DistributedDataParallel wrapper sits in a reference cycle, so without a collection
+            # it lives until interpreter shutdown, and freeing its gloo state there sometimes aborted
+            # the process ("terminate called without an active exception": 6 of 40 two-process runs
+            # of a bare DDP loop on torch 2.13 CPU, 0 of 40 with this collection).
+            gc.collect()
             dist.destroy_process_group()
 
 
@@ -354,6 +360,7 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
             train_step(state, trained, batch, inputs, tc, context)
             progress.update(1)
     finally:
+        trained = None  # an exception's traceback would keep the DDP wrapper alive past Distributed.close
         progress.close()
         if evals is not None:
             evals.close()
