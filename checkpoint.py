@@ -72,14 +72,20 @@ def data_identity(data):
     """What fixes a run's examples and their split: a resume must not change any of it."""
     if data.kind == "text":
         return {"kind": "text", "text": list(data.text), "mask_first": data.mask_first, "tokenizer": data.tokenizer}
-    return {"kind": "modular", "op": data.op, "p": data.p, "train_frac": data.train_frac,
-            "val_frac": data.val_frac, "data_seed": data.data_seed, "tokenizer": data.tokenizer}
+    identity = {"kind": "modular", "op": data.op, "p": data.p, "train_frac": data.train_frac,
+                "val_frac": data.val_frac, "data_seed": data.data_seed, "tokenizer": data.tokenizer}
+    if data.pad_numbers:  # only when set: checkpoints written before the option lack the key
+        identity["pad_numbers"] = True
+    return identity
 
 
 def check_same_data(ckpt, data, where):
     """Refuse to continue a run on other data than it was trained on (its test set would leak)."""
-    stored = ckpt.get("data") or {}
+    stored = dict(ckpt.get("data") or {})
     wanted = data_identity(data)
+    if wanted["kind"] == "modular":  # no key means unpadded numbers, on either side
+        stored.setdefault("pad_numbers", False)
+        wanted.setdefault("pad_numbers", False)
     for key, value in wanted.items():
         if key in stored and stored[key] != value:
             raise UserError(f"the run in '{where}' was trained with data.{key}={stored[key]!r}; resuming it with "

@@ -34,14 +34,15 @@ def score(model, tokenizer, examples, cfg, device="cpu", context=None):
 def exact_match_by_digits(examples, mistakes):
     """Greedy exact match grouped by the number of digits of each operand of 'a op b =': on
     character-level tokens '1+3' (a one-digit a, a three-digit b) is a different input shape
-    from '2+2'. {group: {"count", "exact_match"}}, groups in sorted order."""
+    from '2+2'. Leading zeros (data.pad_numbers) do not count, so padded and unpadded runs group
+    alike. {group: {"count", "exact_match"}}, groups in sorted order."""
     wrong = {prompt for prompt, _, _ in mistakes}
     groups = {}
     for prompt, _ in examples:
         match = re.fullmatch(r"(\d+)(\D)(\d+)=", prompt)
         if match is None:
             raise UserError(f"--by-digits needs equations 'a op b =', got the prompt {prompt!r}")
-        key = f"{len(match[1])}{match[2]}{len(match[3])}"
+        key = f"{len(str(int(match[1])))}{match[2]}{len(str(int(match[3])))}"
         count, right = groups.get(key, (0, 0))
         groups[key] = (count + 1, right + (prompt not in wrong))
     return {key: {"count": count, "exact_match": right / count} for key, (count, right) in sorted(groups.items())}
@@ -72,7 +73,7 @@ def main():
     if (args.all_pairs or args.by_digits) and cfg.data.kind != "modular":
         raise UserError(f"--{'all-pairs' if args.all_pairs else 'by-digits'} needs a model trained on modular data")
     if args.all_pairs:
-        sets["all-pairs"] = all_pair_examples(cfg.data.op, cfg.data.p)
+        sets["all-pairs"] = all_pair_examples(cfg.data)
     results = {}
     print(f"{args.checkpoint}: {precision}, {cfg.train.loss} loss, on {device}")
     columns = ["count", *SPLIT_METRICS, "exact_match"]

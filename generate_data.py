@@ -2,6 +2,7 @@
 
     python generate_data.py --config configs/warmup/add97_l2.yaml
     python generate_data.py --op / --p 97 --train-frac 0.5 --val-frac 0.25 --seed 0
+    python generate_data.py --op + --p 113 --pad-numbers       # 007+104=111: one length for all
 
 Writes data/<name>/{train,val,test}.txt (one equation per line, like 12/5=80) and meta.json.
 """
@@ -21,6 +22,8 @@ def main():
     parser.add_argument("--train-frac", type=float, help="share of all equations for training (default 0.5)")
     parser.add_argument("--val-frac", type=float, help="share for validation; test gets the rest (default 0.25)")
     parser.add_argument("--seed", type=int, help="data seed for the shuffle (default 0)")
+    parser.add_argument("--pad-numbers", action="store_true", default=None,
+                        help="write every number with the digits of p - 1 (007+104=111)")
     parser.add_argument("--out", help="output folder (default data/<op><p>_train<f>_val<f>_seed<s>)")
     args = parser.parse_args()
     cfg = load_config(args.config) if args.config else Config()
@@ -28,7 +31,8 @@ def main():
     if data.kind != "modular":
         raise UserError(f"config '{args.config}' has data.kind '{data.kind}'; generate_data.py makes modular data")
     for flag, key in [("op", "op"), ("p", "p"), ("train_frac", "train_frac"),
-                      ("val_frac", "val_frac"), ("seed", "data_seed"), ("out", "data_dir")]:
+                      ("val_frac", "val_frac"), ("seed", "data_seed"), ("pad_numbers", "pad_numbers"),
+                      ("out", "data_dir")]:
         if getattr(args, flag) is not None:
             setattr(data, key, getattr(args, flag))
     validate(cfg)

@@ -50,8 +50,13 @@ def all_equations(op, p):
     return [(a, b, fn(a, b, p)) for a in range(p) for b in range(b_min, p)]
 
 
-def format_equation(a, op, b, c):
-    return f"{a}{op}{b}={c}"
+def number_width(data):
+    """Digits each number is written with: those of p - 1 if data.pad_numbers, else as many as it has."""
+    return len(str(data.p - 1)) if data.pad_numbers else 0
+
+
+def format_equation(a, op, b, c, width=0):
+    return f"{a:0{width}d}{op}{b:0{width}d}={c:0{width}d}"
 
 
 def split_sizes(n, train_frac, val_frac):
@@ -84,12 +89,16 @@ def dataset_dir(data):
     if data.data_dir:
         return Path(data.data_dir)
     name = OPERATIONS[data.op][0] if data.op in OPERATIONS else "op"
-    return Path("data") / f"{name}{data.p}_train{data.train_frac:g}_val{data.val_frac:g}_seed{data.data_seed}"
+    padded = "_padded" if data.pad_numbers else ""
+    return Path("data") / f"{name}{data.p}_train{data.train_frac:g}_val{data.val_frac:g}_seed{data.data_seed}{padded}"
 
 
 def _identity(data):
-    return {"op": data.op, "p": data.p, "train_frac": data.train_frac,
-            "val_frac": data.val_frac, "data_seed": data.data_seed}
+    identity = {"op": data.op, "p": data.p, "train_frac": data.train_frac,
+                "val_frac": data.val_frac, "data_seed": data.data_seed}
+    if data.pad_numbers:  # only when set, so that data sets written before the option still match
+        identity["pad_numbers"] = True
+    return identity
 
 
 def write_dataset(data):
@@ -99,7 +108,7 @@ def write_dataset(data):
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(_identity(data), counts={}, sha256={})
     for name, rows in splits.items():
-        text = "".join(format_equation(a, data.op, b, c) + "\n" for a, b, c in rows)
+        text = "".join(format_equation(a, data.op, b, c, number_width(data)) + "\n" for a, b, c in rows)
         (out / f"{name}.txt").write_text(text)
         meta["counts"][name] = len(rows)
         meta["sha256"][name] = hashlib.sha256(text.encode()).hexdigest()
@@ -114,7 +123,8 @@ def check_dataset(data):
         meta = json.loads((out / "meta.json").read_text())
     except (OSError, json.JSONDecodeError):
         raise UserError(f"'{out}' has no readable meta.json; delete the folder to regenerate it")
-    wanted = _identity(data)
+    wanted = dict(_identity(data), pad_numbers=data.pad_numbers)
+    meta = dict(meta, pad_numbers=meta.get("pad_numbers", False))  # no key: written unpadded
     differs = [k for k in wanted if meta.get(k) != wanted[k]]
     if differs:
         k = differs[0]
@@ -158,6 +168,10 @@ def load_splits(data, log=print):
     return {name: read_split(out / f"{name}.txt") for name in ("train", "val", "test")}
 
 
-def all_pair_examples(op, p):
-    """Every valid equation of the operation, as (prompt, completion)."""
-    return [(f"{a}{op}{b}=", str(c)) for a, b, c in all_equations(op, p)]
+def all_pair_examples(data):
+    """Every valid equation of the data's operation, as (prompt, completion), written as its files are."""
+    rows = []
+    for a, b, c in all_equations(data.op, data.p):
+        prompt, _, answer = format_equation(a, data.op, b, c, number_width(data)).rpartition("=")
+        rows.append((prompt + "=", answer))
+    return rows

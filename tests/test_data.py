@@ -7,8 +7,8 @@ from config import DataConfig
 from runlog import UserError
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, tokenizer_from_state
 from conftest import needs_gpt2, run_script
-from tasks import (all_equations, check_dataset, dataset_dir, ensure_dataset, load_splits,
-                           read_split, split_equations, write_dataset)
+from tasks import (all_equations, all_pair_examples, check_dataset, dataset_dir, ensure_dataset, load_splits,
+                   read_split, split_equations, write_dataset)
 from model import GPT, GPTConfig
 
 
@@ -98,6 +98,24 @@ def test_generate_on_first_use(tmp_path):
 
 def test_default_dir_name():
     assert str(dataset_dir(DataConfig(op="/", p=97))) == "data/div97_train0.5_val0.25_seed0"
+    assert str(dataset_dir(DataConfig(op="+", p=113, pad_numbers=True))) == "data/add113_train0.5_val0.25_seed0_padded"
+
+
+def test_padded_numbers_same_split_one_length(tmp_path):
+    plain = DataConfig(op="+", p=113, data_dir=str(tmp_path / "plain"))
+    padded = DataConfig(op="+", p=113, pad_numbers=True, data_dir=str(tmp_path / "padded"))
+    plain_splits, padded_splits = load_splits(plain, log=print), load_splits(padded, log=print)
+    for name in ("train", "val", "test"):
+        # the same equations in the same order, only written with leading zeros
+        assert [(int(p[:-1].split("+")[0]), int(p[:-1].split("+")[1]), int(c)) for p, c in plain_splits[name]] == \
+               [(int(p[:-1].split("+")[0]), int(p[:-1].split("+")[1]), int(c)) for p, c in padded_splits[name]]
+        assert {len(p) + len(c) for p, c in padded_splits[name]} == {11}  # 007+104=111
+    assert ("007+104=", "111") in padded_splits["train"] + padded_splits["val"] + padded_splits["test"]
+    assert all_pair_examples(padded)[1] == ("000+001=", "001") and all_pair_examples(plain)[1] == ("0+1=", "1")
+    padded.pad_numbers = False  # the padded folder now disagrees with the config
+    padded.data_dir = str(tmp_path / "padded")
+    with pytest.raises(UserError, match="pad_numbers"):
+        check_dataset(padded)
 
 
 def test_char_and_number_tokenizers_round_trip():

@@ -95,6 +95,14 @@ def test_resume_with_a_model_that_does_not_match(tiny_run):
     assert (tiny_run / "run" / "metrics.jsonl").read_text() == before
 
 
+def test_resume_with_padded_numbers_is_refused(tiny_run):
+    # the same equations written another way are other inputs; the run predates the key
+    before = (tiny_run / "run" / "metrics.jsonl").read_text()
+    result = run_script("train.py", "--resume", tiny_run / "run", "--data.pad_numbers=true", check=False)
+    assert_clean_error(result, "data.pad_numbers=False", "data.pad_numbers=True")
+    assert (tiny_run / "run" / "metrics.jsonl").read_text() == before
+
+
 def test_finished_run_is_not_overwritten(tiny_run):
     before = (tiny_run / "run" / "metrics.jsonl").read_text()
     result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tiny_run / "run",

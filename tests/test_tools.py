@@ -191,6 +191,9 @@ def test_exact_match_by_digits_groups_operand_shapes():
     assert exact_match_by_digits(examples, mistakes) == {
         "1+1": {"count": 2, "exact_match": 0.5}, "1+2": {"count": 1, "exact_match": 1.0},
         "2+1": {"count": 1, "exact_match": 0.0}, "3-1": {"count": 1, "exact_match": 1.0}}
+    # padded numbers (data.pad_numbers) group by the digits that carry value
+    assert exact_match_by_digits([("007+104=", "111"), ("000+010=", "010")], []) == {
+        "1+2": {"count": 1, "exact_match": 1.0}, "1+3": {"count": 1, "exact_match": 1.0}}
 
 
 def test_evaluate_by_digits_adds_up_to_the_split(tmp_path):

@@ -136,6 +136,16 @@ def test_packed_explicit_run_follows_the_default_run(tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3) and b["val_acc"] == pytest.approx(a["val_acc"], abs=0.05)
 
 
+def test_padded_numbers_train_and_score_every_pair(tmp_path):
+    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=20", "--data.tokenizer=char",
+                                                             "--data.p=11", "--data.pad_numbers=true")])
+    lines = (tmp_path / "data" / "train.txt").read_text().splitlines()
+    assert {len(line) for line in lines} == {8} and "00+00=00" in lines + \
+        (tmp_path / "data" / "val.txt").read_text().splitlines() + (tmp_path / "data" / "test.txt").read_text().splitlines()
+    run_script("evaluate.py", "--checkpoint", tmp_path / "run", "--all-pairs", "--json", tmp_path / "e.json")
+    assert json.loads((tmp_path / "e.json").read_text())["results"]["all-pairs"]["count"] == 121
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     common = ["train.py", "--config", "configs/div97.yaml", "--train.checkpoint_interval=50",
               "--train.log_checkpoints=false"]
