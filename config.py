@@ -28,7 +28,7 @@ class DataConfig:
     val_frac: float = 0.25  # the rest after train and val is the test split
     data_seed: int = 0  # shuffles the split; independent of the model seed
     data_dir: str = ""  # default: data/<op><p>_train<f>_val<f>_seed<s>
-    # write every number with the digits of p - 1 (7+104=1 -> 007+104=001): one input shape for
+    # write every number with the digits of p - 1 (7+4=11 -> 007+004=011): one input shape for
     # character tokens, where 7+104= and 56+51= are otherwise different lengths
     pad_numbers: bool = False
     # text memorisation (sanity checks)
