@@ -16,6 +16,7 @@ import torch
 from checkpoint import load_checkpoint, model_from_checkpoint
 from runlog import UserError, run_cli
 from runtime import forward_context
+from tasks import format_equation, number_width
 
 
 def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top_k=None, generator=None,
@@ -44,6 +45,18 @@ def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top
     return prompt + tokenizer.decode(new)
 
 
+def warn_about_equation_prompt(prompt, data):
+    """A note on standard error when a prompt is not written as the model's equations are."""
+    width = number_width(data)
+    example = format_equation(12, data.op, 5, 0, width).split("=")[0] + "="
+    if not prompt.endswith("="):
+        print(f"note: this model answers prompts of the form 'a{data.op}b=' (like {example}); "
+              "this prompt does not end with '='", file=sys.stderr)
+    elif width and any(len(number) != width for number in prompt[:-1].split(data.op)):
+        print(f"note: this model was trained on numbers written with {width} digits (data.pad_numbers), "
+              f"like {example}; this prompt's are not", file=sys.stderr)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (uses checkpoints/last.pt)")
@@ -68,9 +81,8 @@ def main():
     context = forward_context("cpu", cfg.train.precision, cfg.train.attention_kernel)
     print(f"loaded {args.checkpoint} (step {ckpt.get('step')}, {cfg.data.tokenizer} tokens, "
           f"{cfg.train.precision} as trained)", file=sys.stderr)
-    if cfg.data.kind == "modular" and not args.prompt.endswith("="):
-        print(f"note: this model answers prompts of the form 'a{cfg.data.op}b=' (like 12{cfg.data.op}5=); "
-              "this prompt does not end with '='", file=sys.stderr)
+    if cfg.data.kind == "modular":
+        warn_about_equation_prompt(args.prompt, cfg.data)
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.num_samples):
         print(complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator,
