@@ -41,10 +41,16 @@ plot figures/div97_fast.png "results/fast_confirm/div97_fast_s*" \
 plot figures/div97_main.png "results/main/div97_s0" \
   --title "div97.yaml as the quick start runs it (seed 0, fp32)"
 plot figures/warmup_grid.png "results/warmup_grid/*_s*" --group-by name --panels --split test \
-  --title "warm-up grid, tuned recipe (Muon), test accuracy, one line per seed (char-level)"
+  --title "warm-up grid, unpadded numbers (Muon), test accuracy, one line per seed (char-level)"
+plot figures/warmup_grid_padded.png "results/warmup_grid_padded/*_s*" --group-by name --panels --split test \
+  --title "warm-up grid, tuned recipe (Muon, padded numbers), test accuracy, one line per seed (char-level)"
 plot figures/div97_char_muon.png "results/div97_char/*_s*" \
   --title "x/y mod 97, character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps"
-for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
+for c in add97_l2 sub97_l2 add113_l2 sub113_l2; do
   plot figures/warmup_grid_$c.png "results/warmup_grid/${c}_s*" \
-    --title "warm-up grid: $c (character tokens, tuned recipe), finished seeds of 0-2"
+    --title "warm-up grid: $c (character tokens, unpadded numbers), finished seeds of 0-2"
+done
+for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
+  plot figures/warmup_padded_$c.png "results/warmup_grid_padded/${c}_s*" \
+    --title "warm-up grid: $c (character tokens, padded numbers, tuned recipe), seeds 0-2"
 done

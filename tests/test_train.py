@@ -144,6 +144,11 @@ def test_padded_numbers_train_and_score_every_pair(tmp_path):
         (tmp_path / "data" / "val.txt").read_text().splitlines() + (tmp_path / "data" / "test.txt").read_text().splitlines()
     run_script("evaluate.py", "--checkpoint", tmp_path / "run", "--all-pairs", "--json", tmp_path / "e.json")
     assert json.loads((tmp_path / "e.json").read_text())["results"]["all-pairs"]["count"] == 121
+    # a prompt written without the padding gets a note naming the width; a padded one does not
+    unpadded = run_script("inference.py", "--checkpoint", tmp_path / "run", "--prompt", "7+3=")
+    assert "numbers written with 2 digits (data.pad_numbers), like 12+05=" in unpadded.stderr
+    padded = run_script("inference.py", "--checkpoint", tmp_path / "run", "--prompt", "07+03=")
+    assert "note:" not in padded.stderr and padded.stdout.startswith("07+03=")
 
 
 def test_killed_run_resumes_exactly(tmp_path):
