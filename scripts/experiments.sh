@@ -14,7 +14,7 @@ done
 # to the stop rule or 1e5 steps).
 [ -f results/main/div97_s0/metrics.jsonl ] || python train.py --config configs/div97.yaml \
   --out results/main/div97_s0 --no-progress
-for sweep in grok warmup_3k warmup warmup_tune warmup_tune2 warmup_tune3 warmup_tune4 warmup_tune5 warmup_tune6 warmup_tune7 warmup_grid_padded div97_char ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast \
+for sweep in grok warmup_3k warmup warmup_tune warmup_tune2 warmup_tune3 warmup_tune4 warmup_tune5 warmup_tune6 warmup_tune7 warmup_grid_padded div97_char div97_char_padded ablate_wd ablate_frac ablate_grokfast ablate_grokfast_wd0 ablate_tokens ablate_lr confirm_fast \
              fast_probe fast_probe2 fast_probe3 fast_probe4 lever_precision levers fast_confirm; do
   [ -f sweeps/$sweep.yaml ] && python sweep.py sweeps/$sweep.yaml --jobs 2
 done

@@ -46,6 +46,8 @@ plot figures/warmup_grid_padded.png "results/warmup_grid_padded/*_s*" --group-by
   --title "warm-up grid, tuned recipe (Muon, padded numbers), test accuracy, one line per seed (char-level)"
 plot figures/div97_char_muon.png "results/div97_char/*_s*" \
   --title "x/y mod 97, character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps"
+plot figures/div97_char_padded.png "results/div97_char_padded/*_s*" \
+  --title "x/y mod 97, character tokens padded to 2 digits, warm-up recipe (Muon), seeds 0-2"
 for c in add97_l2 sub97_l2 add113_l2 sub113_l2; do
   plot figures/warmup_grid_$c.png "results/warmup_grid/${c}_s*" \
     --title "warm-up grid: $c (character tokens, unpadded numbers), finished seeds of 0-2"
