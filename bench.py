@@ -5,7 +5,8 @@
 
 Variants of one training step (batch 512, the config's optimizer, train.py's own train_step), all from the same
 initial weights on the same batches, on number-level x/y mod 97 (6 tokens a row, no pads) and
-character-level a+b mod 113 (12 columns, about 9 real tokens and 3 carrying loss a row):
+character-level a+b mod 113 as configs/warmup/ write it, numbers padded to 3 digits (12 columns, all
+real, 4 carrying loss; --set data.pad_numbers=false: about 9 real tokens and 3 carrying loss a row):
   baseline          eager fp32, logits and loss over every position (a plain nanoGPT-style step)
   answer-only       the last block and the head run only at the columns that carry loss
   bf16              bf16 autocast, fp32 weights and optimizer
@@ -72,8 +73,8 @@ def step_flops(cfg, batch, positions, packed):
     return 3 * B * per_row
 
 
-def setup(config, seed=0):
-    cfg = load_config(config)
+def setup(config, overrides=()):
+    cfg = load_config(config, [f"--{o}" for o in overrides])
     splits = load_splits(cfg.data, log=lambda m: None)
     tokenizer = make_tokenizer(cfg.data.tokenizer, [p + c for rows in splits.values() for p, c in rows])
     batch = encode_examples(tokenizer, splits["train"])
@@ -126,7 +127,7 @@ def throughput(args):
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads; "
           f"measured matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16")
     for config in args.throughput_configs:
-        cfg, batch = setup(config)
+        cfg, batch = setup(config, args.set)
         B, T = cfg.train.batch_size, batch["idx"].size(1)
         real = batch["attention_mask"].float().sum(1).mean().item()
         print(f"\n{config}: {cfg.data.tokenizer}-level tokens, {cfg.model.n_layer} layer(s), batch {B}, "
@@ -151,7 +152,7 @@ def throughput(args):
 def worker(args):
     """One process of the parallel-runs measurement: prints its steps/s as JSON."""
     torch.set_num_threads(args.threads)
-    cfg, batch = setup(args.throughput_configs[0])
+    cfg, batch = setup(args.throughput_configs[0], args.set)
     variant = Variant(cfg, batch, True, True, "auto", False, args.steps)
     variant.run(timed=False)
     for _ in range(args.repeats):
@@ -163,7 +164,8 @@ def parallel(args):
     def launch(n_procs, threads):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         command = [sys.executable, __file__, "--worker", "--threads", str(threads),
-                   "--steps", str(args.steps), "--repeats", str(args.repeats)]
+                   "--steps", str(args.steps), "--repeats", str(args.repeats),
+                   *[part for override in args.set for part in ("--set", override)]]
         procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n_procs)]
         return sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["rate"] for p in procs)
 
@@ -208,6 +210,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--throughput-configs", nargs="+", default=["configs/div97.yaml", "configs/warmup/add113_l2.yaml"],
                         help="configs whose data and model the throughput tables time (the first one: parallel runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a config override for every throughput config, repeatable: --set "
+                             "data.pad_numbers=false times the warm-up rows unpadded, as before the configs padded them")
     parser.add_argument("--grok-configs", nargs="*", default=["configs/div97_fast.yaml", "configs/div97.yaml"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--peak-size", type=int, default=2048, help="matrix size for the matmul peak")

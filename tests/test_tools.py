@@ -124,6 +124,15 @@ def test_sweep_tables_merge_and_keep_the_asked_columns_in_order():
     assert merged[2:] == ["| div97 | fp32 | - | 0.001 | 5 | 3/5 | 794 |", "| div97 | bf16 | 1e-05 | 0.002 | 1 | 0/1 | - |"]
 
 
+def test_bench_times_the_warmup_rows_padded_or_not():
+    from bench import setup
+
+    cfg, batch = setup("configs/warmup/add113_l2.yaml")  # as the warm-up configs write it: 007+104=111
+    assert cfg.data.pad_numbers and bool(batch["attention_mask"].all())
+    cfg, batch = setup("configs/warmup/add113_l2.yaml", ["data.pad_numbers=false"])  # 7+104=111
+    assert not cfg.data.pad_numbers and not bool(batch["attention_mask"].all())
+
+
 def test_bench_quick_prints_its_table():
     out = run_script("bench.py", "--quick").stdout
     lines = out.splitlines()
@@ -157,28 +166,32 @@ def test_export_keeps_weights_only(tiny_runs, tmp_path):
     assert run_script("inference.py", "--checkpoint", tmp_path / "half.pt", "--prompt", "3+4=").stdout == out.stdout
 
 
-@pytest.mark.parametrize("name, prompt", [("warmup_add97_l1", "90+9="), ("warmup_add97_l2", "12+34=")])
+@pytest.mark.parametrize("name, prompt", [("warmup_add97_l1", "90+09="), ("warmup_add97_l2", "12+34="),
+                                          ("warmup_add113_l2", "007+104=")])
 def test_shipped_warmup_checkpoints(name, prompt):
+    # the warm-up models write every number with the digits of p - 1 (data.pad_numbers)
     out = run_script("inference.py", "--checkpoint", f"checkpoints/{name}.pt", "--prompt", prompt)
     a, b = map(int, prompt[:-1].split("+"))
-    assert out.stdout == f"{prompt}{(a + b) % 97}\n"
+    p = 113 if "113" in name else 97
+    assert out.stdout == f"{prompt}{(a + b) % p:0{len(str(p - 1))}d}\n"
 
 
-# Where each shipped warm-up checkpoint comes from: the grid's seed-0 run (sweeps/warmup_grid.yaml)
-# where it has finished, else the 3,000-step run (sweeps/warmup_3k.yaml) or the long add97_l1 run.
-SHIPPED_WARMUP = {"add97_l2": "warmup_grid", "sub97_l1": "warmup_3k", "sub97_l2": "warmup_grid",
-                  "add113_l1": "warmup_3k", "add113_l2": "warmup_grid", "sub113_l1": "warmup_3k",
-                  "sub113_l2": "warmup_grid"}
+# Where each shipped warm-up checkpoint comes from: the padded grid's seed-0 run
+# (sweeps/warmup_grid_padded.yaml) where it has finished, else the 3,000-step run (sweeps/warmup_3k.yaml);
+# the two unpadded mod 113 ones back the README's table of misses per operand shape.
+SHIPPED_WARMUP = {f"warmup_{c}": ("warmup_grid_padded", f"{c}_s0")
+                  for c in ("add97_l1", "add97_l2", "sub97_l2", "add113_l1", "add113_l2", "sub113_l2")}
+SHIPPED_WARMUP |= {f"warmup_{c}": ("warmup_3k", f"{c}_s0") for c in ("sub97_l1", "sub113_l1")}
+SHIPPED_WARMUP |= {f"warmup_unpadded_{c}": ("warmup_grid", f"{c}_s0") for c in ("add113_l2", "sub113_l2")}
 
 
-@pytest.mark.parametrize("config", sorted(SHIPPED_WARMUP))
-def test_shipped_warmup_checkpoints_score_as_logged(config, tmp_path):
-    # The README's warm-up checkpoints are fp16 exports of results/<sweep>/<config>_s0; scored
-    # again, they must match the test accuracy that run logged (fp16 rounding moves it < 0.1 point).
-    runs = {r["run"]: r for r in csv.DictReader(open(f"results/{SHIPPED_WARMUP[config]}/runs.csv"))}
-    logged = float(runs[f"{config}_s0"]["final_test_acc"])
-    run_script("evaluate.py", "--checkpoint", f"checkpoints/warmup_{config}.pt", "--split", "test",
-               "--json", tmp_path / "e.json")
+@pytest.mark.parametrize("name", sorted(SHIPPED_WARMUP))
+def test_shipped_warmup_checkpoints_score_as_logged(name, tmp_path):
+    # The README's warm-up checkpoints are fp16 exports of results/<sweep>/<run>; scored again,
+    # they must match the test accuracy that run logged (fp16 rounding moves it < 0.1 point).
+    sweep, run = SHIPPED_WARMUP[name]
+    logged = float({r["run"]: r for r in csv.DictReader(open(f"results/{sweep}/runs.csv"))}[run]["final_test_acc"])
+    run_script("evaluate.py", "--checkpoint", f"checkpoints/{name}.pt", "--split", "test", "--json", tmp_path / "e.json")
     scored = json.loads((tmp_path / "e.json").read_text())["results"]["test"]["acc"]
     assert abs(scored - logged) < 0.001
 
