@@ -54,5 +54,5 @@ for c in add97_l2 sub97_l2 add113_l2 sub113_l2; do
 done
 for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
   plot figures/warmup_padded_$c.png "results/warmup_grid_padded/${c}_s*" \
-    --title "warm-up grid: $c (character tokens, padded numbers, tuned recipe), seeds 0-2"
+    --title "warm-up grid: $c (character tokens, padded numbers, tuned recipe), seeds of 0-2 run so far"
 done
