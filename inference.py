@@ -16,7 +16,7 @@ import torch
 from checkpoint import load_checkpoint, model_from_checkpoint
 from runlog import UserError, run_cli
 from runtime import forward_context
-from tasks import format_equation, number_width
+from tasks import format_prompt, number_width
 
 
 def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top_k=None, generator=None,
@@ -48,7 +48,7 @@ def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top
 def warn_about_equation_prompt(prompt, data):
     """A note on standard error when a prompt is not written as the model's equations are."""
     width = number_width(data)
-    example = format_equation(12, data.op, 5, 0, width).split("=")[0] + "="
+    example = format_prompt(12, data.op, 5, width)
     if not prompt.endswith("="):
         print(f"note: this model answers prompts of the form 'a{data.op}b=' (like {example}); "
               "this prompt does not end with '='", file=sys.stderr)

@@ -55,8 +55,13 @@ def number_width(data):
     return len(str(data.p - 1)) if data.pad_numbers else 0
 
 
+def format_prompt(a, op, b, width=0):
+    """The question part of an equation, as the data files write it: '12+5=' (width 2: '12+05=')."""
+    return f"{a:0{width}d}{op}{b:0{width}d}="
+
+
 def format_equation(a, op, b, c, width=0):
-    return f"{a:0{width}d}{op}{b:0{width}d}={c:0{width}d}"
+    return f"{format_prompt(a, op, b, width)}{c:0{width}d}"
 
 
 def split_sizes(n, train_frac, val_frac):
@@ -170,8 +175,5 @@ def load_splits(data, log=print):
 
 def all_pair_examples(data):
     """Every valid equation of the data's operation, as (prompt, completion), written as its files are."""
-    rows = []
-    for a, b, c in all_equations(data.op, data.p):
-        prompt, _, answer = format_equation(a, data.op, b, c, number_width(data)).rpartition("=")
-        rows.append((prompt + "=", answer))
-    return rows
+    width = number_width(data)
+    return [(format_prompt(a, data.op, b, width), f"{c:0{width}d}") for a, b, c in all_equations(data.op, data.p)]
