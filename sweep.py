@@ -175,9 +175,13 @@ def cell_row(results):
 
 def summarize(spec, runs):
     """Per cell: the grokking numbers over seeds; writes summary.md/.csv and runs.csv into `out`."""
-    cells, per_run = {}, []
+    cells, per_run, waiting = {}, [], []
     for run in runs:
-        if not (run["out"] / "metrics.jsonl").exists():
+        metrics = run["out"] / "metrics.jsonl"
+        if not metrics.exists():
+            continue
+        if "\n" not in metrics.read_text():  # started, but its first evaluation is not written yet
+            waiting.append(run["name"])
             continue
         result = grokking_summary(read_metrics(run["out"]), spec["heldout"])
         result["finished"] = (run["out"] / "summary.json").exists()  # else stopped early or still running
@@ -200,6 +204,8 @@ def summarize(spec, runs):
         csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
     table = format_table(columns, rows)
     (out / "summary.md").write_text(table + "\n")
+    if waiting:
+        print(f"{spec['name']}: left out of the table, no evaluation logged yet: {', '.join(waiting)}", file=sys.stderr)
     return table
 
 

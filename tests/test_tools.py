@@ -101,6 +101,12 @@ def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     assert len(lines) == 2 and len(commands) == 1 and "finished" in next(l for l in lines if l.startswith("# skip"))
     assert sum(f"--resume {unfinished}" in c and "--train.max_steps=40" in c for c in commands) == 1
     assert "1 unfinished" in run_script("sweep.py", path, "--summarize-only").stdout
+    # A run that has started but logged no evaluation yet is left out of the table and named.
+    (unfinished / "metrics.jsonl").write_text("")
+    waiting = run_script("sweep.py", path, "--summarize-only")
+    assert f"no evaluation logged yet: {unfinished.name}" in waiting.stderr
+    rows = list(csv.reader(open(tmp_path / "out" / "summary.csv")))
+    assert sorted(row[rows[0].index("seeds")] for row in rows[1:]) == ["1", "2"]
 
 
 def test_sweep_tables_merge_and_keep_the_asked_columns_in_order():
