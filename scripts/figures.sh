@@ -54,5 +54,7 @@ for c in add97_l2 sub97_l2 add113_l2 sub113_l2; do
 done
 for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
   plot figures/warmup_padded_$c.png "results/warmup_grid_padded/${c}_s*" \
-    --title "warm-up grid: $c (character tokens, padded numbers, tuned recipe), seeds of 0-2 run so far"
+    --title "warm-up grid: $c (character tokens, padded numbers, tuned recipe), seeds 0-2"
 done
+plot figures/div97_char_padded_1e5.png "results/div97_char_padded_1e5/*_s*" \
+  --title "x/y mod 97, char tokens padded, warm-up recipe, seeds 0-1, 1e5 steps"
