@@ -33,10 +33,11 @@ def dump_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def read_metrics(run_dir):
+def read_metrics(run_dir, allow_empty=False):
     """The records of a run directory's metrics.jsonl, in step order.
 
-    A line still being written by a live run (no newline yet, or cut short) is left out.
+    A line still being written by a live run (no newline yet, or cut short) is left out. A log
+    with no evaluation yet is an error unless allow_empty, which returns [] for it.
     """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
@@ -49,7 +50,7 @@ def read_metrics(run_dir):
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 raise UserError(f"'{path}' line {number} is not JSON; the log was edited or damaged")
-    if not records:
+    if not records and not allow_empty:
         raise UserError(f"'{path}' holds no evaluation yet; wait for the run's first evaluation")
     return records
 

@@ -177,13 +177,13 @@ def summarize(spec, runs):
     """Per cell: the grokking numbers over seeds; writes summary.md/.csv and runs.csv into `out`."""
     cells, per_run, waiting = {}, [], []
     for run in runs:
-        metrics = run["out"] / "metrics.jsonl"
-        if not metrics.exists():
+        if not (run["out"] / "metrics.jsonl").exists():
             continue
-        if "\n" not in metrics.read_text():  # started, but its first evaluation is not written yet
+        records = read_metrics(run["out"], allow_empty=True)
+        if not records:  # started, but its first evaluation is not written yet
             waiting.append(run["name"])
             continue
-        result = grokking_summary(read_metrics(run["out"]), spec["heldout"])
+        result = grokking_summary(records, spec["heldout"])
         result["finished"] = (run["out"] / "summary.json").exists()  # else stopped early or still running
         cells.setdefault((Path(run["base"]).stem, tuple(run["cell"].items())), []).append(result)
         per_run.append({"run": run["name"], "seed": run["seed"], **result})

@@ -55,13 +55,18 @@ def number_width(data):
     return len(str(data.p - 1)) if data.pad_numbers else 0
 
 
+def format_number(n, width=0):
+    """A number as the data files write it: '5', or with width 2 (data.pad_numbers) '05'."""
+    return f"{n:0{width}d}"
+
+
 def format_prompt(a, op, b, width=0):
-    """The question part of an equation, as the data files write it: '12+5=' (width 2: '12+05=')."""
-    return f"{a:0{width}d}{op}{b:0{width}d}="
+    """The question part of an equation: '12+5=' (width 2: '12+05=')."""
+    return f"{format_number(a, width)}{op}{format_number(b, width)}="
 
 
 def format_equation(a, op, b, c, width=0):
-    return f"{format_prompt(a, op, b, width)}{c:0{width}d}"
+    return format_prompt(a, op, b, width) + format_number(c, width)
 
 
 def split_sizes(n, train_frac, val_frac):
@@ -176,4 +181,4 @@ def load_splits(data, log=print):
 def all_pair_examples(data):
     """Every valid equation of the data's operation, as (prompt, completion), written as its files are."""
     width = number_width(data)
-    return [(format_prompt(a, data.op, b, width), f"{c:0{width}d}") for a, b, c in all_equations(data.op, data.p)]
+    return [(format_prompt(a, data.op, b, width), format_number(c, width)) for a, b, c in all_equations(data.op, data.p)]
