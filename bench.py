@@ -213,7 +213,7 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a config override for every throughput config, repeatable: --set "
                              "data.pad_numbers=false times the warm-up rows unpadded, as before the configs padded them")
-    parser.add_argument("--grok-configs", nargs="*", default=["configs/div97_fast.yaml", "configs/div97.yaml"])
+    parser.add_argument("--grok-configs", nargs="*", default=["configs/div97.yaml", "configs/div97_fast.yaml"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--peak-size", type=int, default=2048, help="matrix size for the matmul peak")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

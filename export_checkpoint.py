@@ -1,6 +1,6 @@
 """Strip a checkpoint to what inference needs (weights, config, tokenizer, step): for shipping.
 
-    python export_checkpoint.py results/grok/div97_s0 checkpoints/div97.pt
+    python export_checkpoint.py experiments/div97_paper/div97_paper_s0 checkpoints/div97.pt
 
 The result loads everywhere a full checkpoint does (inference.py, evaluate.py) but cannot
 resume training: it has no optimizer state. Weights are stored without any torch.compile prefix,

@@ -1,7 +1,7 @@
 """Figures from run directories (their metrics.jsonl and config.yaml; nothing else).
 
-    python plot.py results/grok/div97_s0 results/grok/div97_s1 --out figures/div97.png
-    python plot.py results/ablate_wd/* --group-by train.weight_decay --out figures/wd.png
+    python plot.py experiments/div97_paper/div97_paper_s0 experiments/div97_paper/div97_paper_s1 --out experiments/div97_paper/div97_paper.png
+    python plot.py experiments/ablate_wd/* --group-by train.weight_decay --out wd.png
 
 Default: accuracy (top) and loss (bottom) against optimisation steps on a log axis, as in Figure 1
 of Power et al. 2022. Several runs are drawn as the mean with a min-max band; dotted lines mark the
@@ -187,7 +187,7 @@ def save(fig, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.yaml)")
-    parser.add_argument("--out", required=True, help="output image, e.g. figures/div97.png")
+    parser.add_argument("--out", required=True, help="output image, e.g. experiments/div97_paper/div97_paper.png")
     parser.add_argument("--group-by", metavar="KEY", nargs="+",
                         help="overlay one curve per value of this config key, e.g. train.weight_decay "
                              "(several keys: one curve per combination)")

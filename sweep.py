@@ -1,16 +1,15 @@
 """Run a grid of train.py runs from a sweep file, then tabulate them.
 
-    python sweep.py sweeps/ablate_wd.yaml                 # run what is missing, then summarise
-    python sweep.py sweeps/ablate_wd.yaml --jobs 2        # two single-threaded runs side by side
-    python sweep.py sweeps/ablate_wd.yaml --print-commands > jobs.txt   # for Slurm / GNU parallel
-    python sweep.py sweeps/ablate_wd.yaml --summarize-only
-    python sweep.py sweeps/warmup_grid.yaml --configs add97_l2 sub97_l2 --seeds 0   # a part of the grid
-    python sweep.py sweeps/lever_precision.yaml sweeps/levers.yaml --summarize-only   # one table of both
+    python sweep.py experiments/ablate_wd/sweep.yaml             # run what is missing, then summarise
+    python sweep.py experiments/ablate_wd/sweep.yaml --jobs 2    # two single-threaded runs side by side
+    python sweep.py experiments/ablate_wd/sweep.yaml --print-commands > jobs.txt   # for Slurm / GNU parallel
+    python sweep.py experiments/ablate_wd/sweep.yaml --summarize-only
+    python sweep.py experiments/warmup_muon/sweep.yaml --configs add97_l2 sub97_l2 --seeds 0   # a part of it
+    python sweep.py experiments/lever_precision/sweep.yaml experiments/levers/sweep.yaml --summarize-only
 
-A sweep file (YAML):
-    name: ablate_wd
-    out: results/ablate_wd            # one run directory per cell and seed
-    base: configs/div97.yaml          # or a list of configs, each one cell
+A sweep is a folder, experiments/<name>/, whose sweep.yaml says what to run; each run's log
+directory, the tables and the study's figures land beside it. sweep.yaml:
+    base: configs/div97_paper.yaml    # or a list of configs, each one cell
     seeds: [0, 1, 2]
     vary: {train.weight_decay: [0.0, 0.1, 1.0]}   # every combination of the listed values
     set: {train.stop_patience: 10}    # overrides shared by every run
@@ -22,7 +21,7 @@ checkpoint, so an interrupted sweep picks up where it stopped. A run with a log 
 (committed logs keep no checkpoints) is left alone and said so: no sweep deletes a log unless
 given --rerun-destroying-logs. Writes summary.md and summary.csv (a row per cell, mean ± standard
 deviation over seeds, with a column per number of runlog.grokking_summary) and runs.csv (a row
-per run) into `out`.
+per run) into the sweep's folder.
 """
 
 import argparse
@@ -41,7 +40,7 @@ import yaml
 
 from runlog import UserError, grokking_summary, read_metrics, run_cli
 
-SWEEP_KEYS = {"name", "out", "base", "seeds", "vary", "cells", "set", "heldout"}
+SWEEP_KEYS = {"base", "seeds", "vary", "cells", "set", "heldout"}
 
 
 def load_sweep(path):
@@ -57,9 +56,10 @@ def load_sweep(path):
     unknown = set(spec) - SWEEP_KEYS
     if unknown:
         raise UserError(f"unknown sweep key '{sorted(unknown)[0]}' in '{path}'; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
-    for key in ("name", "out", "base"):
-        if key not in spec:
-            raise UserError(f"sweep file '{path}' needs '{key}'")
+    if "base" not in spec:
+        raise UserError(f"sweep file '{path}' needs 'base': the config (or list of configs) its runs start from")
+    spec["name"] = path.parent.name  # a sweep is its folder: runs, tables and figures land there
+    spec["out"] = str(path.parent)
     spec["base"] = [spec["base"]] if isinstance(spec["base"], str) else list(spec["base"])
     for base in spec["base"]:
         if not Path(base).is_file():
@@ -174,7 +174,7 @@ def cell_row(results):
 
 
 def summarize(spec, runs):
-    """Per cell: the grokking numbers over seeds; writes summary.md/.csv and runs.csv into `out`."""
+    """Per cell: the grokking numbers over seeds; writes summary.md/.csv and runs.csv into the sweep's folder."""
     cells, per_run, waiting = {}, [], []
     for run in runs:
         if not (run["out"] / "metrics.jsonl").exists():
@@ -242,7 +242,7 @@ def run_all(spec, runs, jobs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="+", metavar="sweep",
-                        help="sweep file (sweeps/*.yaml); several are handled in turn and tabulated together")
+                        help="sweep file (experiments/<name>/sweep.yaml); several are handled in turn and tabulated together")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="single-threaded runs side by side (default: one per core)")
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")

@@ -109,8 +109,8 @@ def test_text_keys_take_the_value_as_written():
 
 
 def test_base_inheritance_and_trimmed_configs(tmp_path):
-    (tmp_path / "child.yaml").write_text("base: configs/div97.yaml\ntrain:\n  lr: 3.0e-3\n")
-    child, parent = load_config(tmp_path / "child.yaml"), load_config("configs/div97.yaml")
+    (tmp_path / "child.yaml").write_text("base: configs/div97_paper.yaml\ntrain:\n  lr: 3.0e-3\n")
+    child, parent = load_config(tmp_path / "child.yaml"), load_config("configs/div97_paper.yaml")
     assert child.train.lr == 3e-3 and child.name == "child"
     assert child.train.stop_patience == parent.train.stop_patience == 10
     assert load_config("configs/warmup/sub113_l1.yaml").data.op == "-"

@@ -12,7 +12,7 @@ TINY = ["--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6", "
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("err")
-    run_script("train.py", "--config", "configs/div97.yaml", "--out", root / "run",
+    run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", root / "run",
                f"--data.data_dir={root / 'data'}", *TINY)
     return root
 
@@ -28,25 +28,25 @@ def assert_clean_error(result, *needles):
 
 
 CASES = [
-    (["train.py", "--config", "configs/div97.yaml", "--train.lrr=1"], ["train.lrr", "train.lr"]),
-    (["train.py", "--config", "configs/div97.yaml", "--train.lr=fast"], ["train.lr", "float"]),
-    (["train.py", "--config", "configs/div97.yaml", "--model.n_layer=0"], ["model.n_layer", "positive"]),
-    (["train.py", "--config", "configs/div97.yaml", "--data.train_frac=0.9"], ["sum to at most 1"]),
-    (["train.py", "--config", "configs/div97.yaml", "--data.p=91"], ["91 is not prime"]),
-    (["train.py", "--config", "configs/div97.yaml", "--data.op=+", "--data.p=2", "--data.val_frac=0.1"], ["too few"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.lrr=1"], ["train.lrr", "train.lr"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.lr=fast"], ["train.lr", "float"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--model.n_layer=0"], ["model.n_layer", "positive"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--data.train_frac=0.9"], ["sum to at most 1"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--data.p=91"], ["91 is not prime"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--data.op=+", "--data.p=2", "--data.val_frac=0.1"], ["too few"]),
     (["train.py", "--config", "configs/missing.yaml"], ["configs/missing.yaml", "not found"]),
     (["generate_data.py", "--op", "/", "--p", "1"], ["at least 2"]),
     (["evaluate.py", "--checkpoint", "nowhere.pt"], ["nowhere.pt", "not found"]),
     (["plot.py", "nowhere", "--out", "x.png"], ["not a run directory"]),
     (["plot.py", "configs", "--out", "x.png"], ["has no metrics.jsonl"]),
     (["generate_data.py", "--op", "+", "--p", "100000"], ["10,000,000,000 equations", "smaller p"]),
-    (["train.py", "--config", "configs/div97.yaml", "--train.optimizer=lion"], ["train.optimizer", "muon"]),
-    (["train.py", "--config", "configs/div97.yaml", "--train.loss=sparsemax"], ["train.loss", "stablemax"]),
-    (["train.py", "--config", "configs/div97.yaml", "--model.block_size=8"], ["computed from the data"]),
-    (["train.py", "--config", "configs/div97.yaml", "--model.init_scale=0"], ["model.init_scale", "positive"]),
-    (["train.py", "--config", "configs/div97.yaml", "--train.eval_subset=-1"], ["train.eval_subset", "zero or more"]),
-    (["train.py", "--config", "configs/div97.yaml", "--train.min_lr_frac=2"], ["train.min_lr_frac", "[0, 1]"]),
-    (["train.py", "--config", "configs/div97.yaml", "--train.device=cuda"], ["cuda", "--train.device=auto"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.optimizer=lion"], ["train.optimizer", "muon"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.loss=sparsemax"], ["train.loss", "stablemax"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--model.block_size=8"], ["computed from the data"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--model.init_scale=0"], ["model.init_scale", "positive"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.eval_subset=-1"], ["train.eval_subset", "zero or more"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.min_lr_frac=2"], ["train.min_lr_frac", "[0, 1]"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.device=cuda"], ["cuda", "--train.device=auto"]),
     (["evaluate.py", "--checkpoint", "checkpoints/div97.pt", "--device", "cuda"], ["no CUDA GPU"]),
     (["evaluate.py", "--checkpoint", "checkpoints/sanity.pt", "--by-digits"], ["--by-digits", "modular data"]),
     (["sweep.py", "tests/reference/README.md"], ["not valid YAML"]),
@@ -54,9 +54,9 @@ CASES = [
 
 
 def repo_files():
-    """Every file of the working tree but results/ (where background runs may write) with its mtime."""
+    """Every file of the working tree but experiments/ (where background runs may write) with its mtime."""
     return {(str(p), p.stat().st_mtime_ns) for p in ROOT.rglob("*") if p.is_file()
-            and not {".git", "__pycache__", ".pytest_cache", "results"} & set(p.relative_to(ROOT).parts)}
+            and not {".git", "__pycache__", ".pytest_cache", "experiments"} & set(p.relative_to(ROOT).parts)}
 
 
 @pytest.mark.parametrize("args,needles", CASES, ids=[" ".join(a[1:3]) for a, _ in CASES])
@@ -83,7 +83,7 @@ def test_gpt2_tokenizer_that_cannot_load(monkeypatch):
 
 
 def test_data_dir_that_disagrees(tiny_run, tmp_path):
-    result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tmp_path / "o",
+    result = run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", tmp_path / "o",
                         f"--data.data_dir={tiny_run / 'data'}", *TINY[:-1], "--data.p=11", check=False)
     assert_clean_error(result, "p=7", "p=11")
 
@@ -105,7 +105,7 @@ def test_resume_with_padded_numbers_is_refused(tiny_run):
 
 def test_finished_run_is_not_overwritten(tiny_run):
     before = (tiny_run / "run" / "metrics.jsonl").read_text()
-    result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tiny_run / "run",
+    result = run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", tiny_run / "run",
                         f"--data.data_dir={tiny_run / 'data'}", *TINY, check=False)
     assert_clean_error(result, "already holds a run", "--overwrite")
     assert (tiny_run / "run" / "metrics.jsonl").read_text() == before
@@ -129,29 +129,29 @@ def test_truncated_checkpoint(tiny_run, tmp_path):
 
 def test_out_is_a_file(tmp_path):
     (tmp_path / "taken").write_text("keep me")
-    result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tmp_path / "taken",
+    result = run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", tmp_path / "taken",
                         f"--data.data_dir={tmp_path / 'data'}", *TINY, check=False)
     assert_clean_error(result, "is a file")
     assert (tmp_path / "taken").read_text() == "keep me"
 
 
 def test_run_directory_that_cannot_be_made(tmp_path):
-    result = run_script("train.py", "--config", "configs/div97.yaml", "--out", "/proc/no/run",
+    result = run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", "/proc/no/run",
                         f"--data.data_dir={tmp_path / 'data'}", *TINY, check=False)
     assert_clean_error(result, "/proc/no/run", "writable --out")
 
 
 def test_sweep_with_an_unknown_key(tmp_path):
-    (tmp_path / "s.yaml").write_text("name: s\nout: x\nbase: configs/div97.yaml\nseed: [0]\n")
-    assert_clean_error(run_script("sweep.py", tmp_path / "s.yaml", check=False), "unknown sweep key 'seed'", "seeds")
-    assert not (tmp_path / "x").exists()
+    (tmp_path / "sweep.yaml").write_text("base: configs/div97_paper.yaml\nseed: [0]\n")
+    result = run_script("sweep.py", tmp_path / "sweep.yaml", check=False)
+    assert_clean_error(result, "unknown sweep key 'seed'", "seeds")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
 
 
 def test_sweep_with_a_bad_config_key_starts_nothing(tmp_path):
-    (tmp_path / "s.yaml").write_text(f"name: s\nout: {tmp_path / 'x'}\nbase: configs/div97.yaml\n"
-                                     "set: {train.lrr: 1}\n")
-    assert_clean_error(run_script("sweep.py", tmp_path / "s.yaml", check=False), "train.lrr", "train.lr")
-    assert not (tmp_path / "x").exists()
+    (tmp_path / "sweep.yaml").write_text("base: configs/div97_paper.yaml\nset: {train.lrr: 1}\n")
+    assert_clean_error(run_script("sweep.py", tmp_path / "sweep.yaml", check=False), "train.lrr", "train.lr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
 
 
 def test_config_whose_base_is_itself(tmp_path):
@@ -171,7 +171,7 @@ def test_out_is_a_folder_of_other_files(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     for extra in ([], ["--overwrite"]):
-        result = run_script("train.py", "--config", "configs/div97.yaml", "--out", tmp_path / "mine",
+        result = run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", tmp_path / "mine",
                             f"--data.data_dir={tmp_path / 'data'}", *TINY, *extra, check=False)
         assert_clean_error(result, "holds files but no run")
         assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -79,7 +79,7 @@ def test_drop_schedule_lowers_the_lr_once_memorised():
 
 
 def test_lever_keys_are_off_by_default():
-    cfg = load_config("configs/div97.yaml")
+    cfg = load_config("configs/div97_paper.yaml")
     t = cfg.train
     assert (t.optimizer, t.loss, t.perpendicular_grad, t.schedule, t.grad_clip, t.eps, t.decay) == (
         "adamw", "softmax", False, "constant", 0.0, 1e-8, "matrices")

@@ -22,7 +22,7 @@ from test_errors import TINY, assert_clean_error
 
 
 def tiny_run(root, name="run", *extra):
-    return run_script("train.py", "--config", "configs/div97.yaml", "--out", root / name,
+    return run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", root / name,
                       f"--data.data_dir={root / 'data'}", *TINY, *extra)
 
 
@@ -47,7 +47,7 @@ def test_resume_on_other_data_is_refused(tmp_path):
 
 def start_long_run(tmp_path):
     """A run that would take minutes, once it has written its first record."""
-    command = [sys.executable, "train.py", "--config", "configs/div97.yaml", "--out", str(tmp_path / "run"),
+    command = [sys.executable, "train.py", "--config", "configs/div97_paper.yaml", "--out", str(tmp_path / "run"),
                f"--data.data_dir={tmp_path / 'data'}", *TINY[:-1], "--train.max_steps=1000000"]
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -72,41 +72,51 @@ def test_a_run_directory_in_use_is_refused_and_a_signal_checkpoints(tmp_path, st
 
 
 def test_sweep_never_deletes_a_log_it_cannot_resume(tmp_path):
-    out = tmp_path / "out"
-    sweep = {"name": "t", "out": str(out), "base": "configs/div97.yaml", "seeds": [0],
+    out = tmp_path / "study"
+    out.mkdir()
+    sweep = {"base": "configs/div97_paper.yaml", "seeds": [0],
              "set": {k[2:].split("=")[0]: yaml.safe_load(k.split("=")[1]) for k in TINY if "=" in k}
              | {"data.data_dir": str(tmp_path / "data")}}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep))
-    run_script("sweep.py", tmp_path / "s.yaml", "--jobs", "1")
-    run = out / "div97_s0"
+    (out / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    run_script("sweep.py", out / "sweep.yaml", "--jobs", "1")
+    run = out / "div97_paper_s0"
     (run / "summary.json").unlink()
     shutil.rmtree(run / "checkpoints")  # as in a fresh clone: logs are committed, checkpoints are not
     log = (run / "metrics.jsonl").read_text()
-    again = run_script("sweep.py", tmp_path / "s.yaml", "--jobs", "1")
+    again = run_script("sweep.py", out / "sweep.yaml", "--jobs", "1")
     assert "no checkpoint to resume" in again.stderr and (run / "metrics.jsonl").read_text() == log
-    printed = run_script("sweep.py", tmp_path / "s.yaml", "--print-commands").stdout
+    printed = run_script("sweep.py", out / "sweep.yaml", "--print-commands").stdout
     assert printed.startswith("# skip") and "--overwrite" not in printed
-    destroy = run_script("sweep.py", tmp_path / "s.yaml", "--print-commands", "--rerun-destroying-logs").stdout
+    destroy = run_script("sweep.py", out / "sweep.yaml", "--print-commands", "--rerun-destroying-logs").stdout
     assert "--overwrite" in destroy
 
 
 def test_every_committed_sweep_leaves_committed_logs_alone():
-    for path in sorted(Path("sweeps").glob("*.yaml")):
+    sweeps = sorted(Path("experiments").glob("**/sweep.yaml"))
+    assert sweeps
+    for path in sweeps:
         printed = run_script("sweep.py", path, "--print-commands").stdout
         assert "--overwrite" not in printed, path
 
 
-@pytest.mark.parametrize("command", [
-    ["sweep.py", "sweeps/confirm_fast.yaml", "--summarize-only"],
-    ["plot.py", "results/confirm_fast/div97_weight_decay0.3_s3", "--out", "FIG"],
-])
-def test_log_readers_run_without_torch(command, tmp_path):
-    if command[0] == "sweep.py":  # summarise a copy, so that the committed summary stays as it is
-        shutil.copytree("results/confirm_fast", tmp_path / "copy")
-        spec = yaml.safe_load(Path(command[1]).read_text()) | {"out": str(tmp_path / "copy")}
-        command[1] = tmp_path / "sweep.yaml"
-        command[1].write_text(yaml.safe_dump(spec))
-    command = [str(tmp_path / "f.png") if c == "FIG" else str(c) for c in command]
+@pytest.fixture
+def tiny_study(tmp_path):
+    """A finished one-run sweep of tiny settings, in its own folder."""
+    study = tmp_path / "study"
+    study.mkdir()
+    settings = {k[2:].split("=")[0]: yaml.safe_load(k.split("=")[1]) for k in TINY if "=" in k}
+    sweep = {"base": "configs/div97_paper.yaml", "seeds": [0],
+             "set": settings | {"data.data_dir": str(tmp_path / "data")}}
+    (study / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    run_script("sweep.py", study / "sweep.yaml", "--jobs", "1")
+    return study
+
+
+@pytest.mark.parametrize("command", [["sweep.py", "sweep.yaml", "--summarize-only"],
+                                     ["plot.py", "div97_paper_s0", "--out", "FIG"]])
+def test_log_readers_run_without_torch(command, tiny_study, tmp_path):
+    command = [str(tmp_path / "f.png") if c == "FIG" else c for c in command]
+    command[1] = str(tiny_study / command[1])
     blocker = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
                "runpy.run_path(sys.argv[0], run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", blocker, *command], cwd=ROOT, capture_output=True, text=True)
@@ -129,9 +139,9 @@ def test_autocast_gets_a_device_type():
     assert device_type("cuda:1") == "cuda" and device_type("cpu") == "cpu" and device_type("mps") == "mps"
 
 
-def test_plot_reads_a_log_still_being_written(tmp_path):
+def test_plot_reads_a_log_still_being_written(tiny_study, tmp_path):
     run = tmp_path / "live"
-    shutil.copytree("results/confirm_fast/div97_weight_decay0.3_s3", run)
+    shutil.copytree(tiny_study / "div97_paper_s0", run)
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"step": 99999, "train_a')  # a record half written
     run_script("plot.py", run, "--out", tmp_path / "f.png")

@@ -10,11 +10,11 @@ import torch
 from train import main as train_main
 
 REFERENCE = Path(__file__).parent / "reference"
-# The settings of configs/div97.yaml and div97_fast.yaml when the reference logs were written.
+# The settings of configs/div97_paper.yaml and div97_fast.yaml when the reference logs were written.
 SETTINGS = {
-    "div97_fp32": ["--config", "configs/div97.yaml", "--train.eval_schedule=fixed", "--train.eval_subset=0",
+    "div97_fp32": ["--config", "configs/div97_paper.yaml", "--train.eval_schedule=fixed", "--train.eval_subset=0",
                    "--train.stop_val_acc=1.0", "--train.log_checkpoints=false"],
-    "div97_fast_bf16": ["--config", "configs/div97.yaml", "--train.precision=bf16", "--train.eval_schedule=fixed",
+    "div97_fast_bf16": ["--config", "configs/div97_paper.yaml", "--train.precision=bf16", "--train.eval_schedule=fixed",
                         "--train.eval_splits=[train, val]", "--train.eval_subset=0", "--train.stop_patience=0",
                         "--train.log_checkpoints=false"],
 }

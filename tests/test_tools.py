@@ -18,7 +18,7 @@ TINY = ["--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6", "
 def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for seed in (0, 1):
-        train_main(["--config", "configs/div97.yaml", "--out", str(root / f"s{seed}"), f"--seed={seed}",
+        train_main(["--config", "configs/div97_paper.yaml", "--out", str(root / f"s{seed}"), f"--seed={seed}",
                     f"--data.data_dir={root / 'data'}", *TINY])
     return root
 
@@ -70,17 +70,18 @@ def test_plot_panels_label_each_group_by_what_it_changes(tiny_runs, tmp_path):
 
 
 def test_sweep_runs_resumes_and_prints_commands(tmp_path):
-    sweep = {"name": "t", "out": str(tmp_path / "out"), "base": "configs/div97.yaml", "seeds": [0, 1],
+    sweep = {"base": "configs/div97_paper.yaml", "seeds": [0, 1],
              "vary": {"train.weight_decay": [0.0, 1.0]},
              "set": {f"{k[2:].split('=')[0]}": yaml.safe_load(k.split("=")[1]) for k in TINY if "=" in k}
              | {"data.data_dir": str(tmp_path / "data")}}
-    path = tmp_path / "sweep.yaml"
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     commands = run_script("sweep.py", path, "--print-commands").stdout.splitlines()
-    assert len(commands) == 4 and all("train.py --config configs/div97.yaml" in c for c in commands)
+    assert len(commands) == 4 and all("train.py --config configs/div97_paper.yaml" in c for c in commands)
     assert sum("--train.weight_decay=0.0" in c for c in commands) == 2
     two_bases = tmp_path / "two.yaml"
-    two_bases.write_text(yaml.safe_dump({**sweep, "base": ["configs/div97.yaml", "configs/div97_char.yaml"]}))
+    two_bases.write_text(yaml.safe_dump({**sweep, "base": ["configs/div97_paper.yaml", "configs/div97_char.yaml"]}))
     only_char = run_script("sweep.py", two_bases, "--print-commands", "--configs", "div97_char").stdout.splitlines()
     assert len(only_char) == 4 and all("--config configs/div97_char.yaml" in c for c in only_char)
     unknown = run_script("sweep.py", two_bases, "--print-commands", "--configs", "div98", check=False)
@@ -182,24 +183,25 @@ def test_shipped_warmup_checkpoints(name, prompt):
     assert out.stdout == f"{prompt}{(a + b) % p:0{len(str(p - 1))}d}\n"
 
 
-# Where each shipped warm-up checkpoint comes from: the padded grid's seed-0 run
-# (sweeps/warmup_grid_padded.yaml); the two unpadded mod 113 ones (sweeps/warmup_grid.yaml) back the
-# README's table of misses per operand shape.
-SHIPPED_WARMUP = {f"warmup_{c}": ("warmup_grid_padded", f"{c}_s0")
-                  for c in ("add97_l1", "add97_l2", "sub97_l1", "sub97_l2", "add113_l1", "add113_l2", "sub113_l1",
-                            "sub113_l2")}
-SHIPPED_WARMUP |= {f"warmup_unpadded_{c}": ("warmup_grid", f"{c}_s0") for c in ("add113_l2", "sub113_l2")}
+# Each shipped warm-up checkpoint with the final test accuracy its run logged: seed 0 of the Muon
+# grid (experiments/warmup_muon/runs.csv); the two unpadded mod 113 ones come from
+# experiments/archive/warmup_grid_unpadded/runs.csv and back the report's misses per operand shape.
+SHIPPED_WARMUP = {
+    "warmup_add97_l1": 0.9940501487462814, "warmup_add97_l2": 0.9995750106247344,
+    "warmup_sub97_l1": 0.9927751806204845, "warmup_sub97_l2": 0.9991500212494687,
+    "warmup_add113_l1": 0.9918571875978703, "warmup_add113_l2": 0.9974945192608832,
+    "warmup_sub113_l1": 0.9768243031631695, "warmup_sub113_l2": 0.998434074538052,
+    "warmup_unpadded_add113_l2": 0.977137488255559, "warmup_unpadded_sub113_l2": 0.990604447228312,
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_WARMUP))
 def test_shipped_warmup_checkpoints_score_as_logged(name, tmp_path):
-    # The README's warm-up checkpoints are fp16 exports of results/<sweep>/<run>; scored again,
-    # they must match the test accuracy that run logged (fp16 rounding moves it < 0.1 point).
-    sweep, run = SHIPPED_WARMUP[name]
-    logged = float({r["run"]: r for r in csv.DictReader(open(f"results/{sweep}/runs.csv"))}[run]["final_test_acc"])
+    # The shipped checkpoints are fp16 exports; scored again, they must match the test accuracy
+    # their run logged (fp16 rounding moves it < 0.1 point).
     run_script("evaluate.py", "--checkpoint", f"checkpoints/{name}.pt", "--split", "test", "--json", tmp_path / "e.json")
     scored = json.loads((tmp_path / "e.json").read_text())["results"]["test"]["acc"]
-    assert abs(scored - logged) < 0.001
+    assert abs(scored - SHIPPED_WARMUP[name]) < 0.001
 
 
 def test_exact_match_by_digits_groups_operand_shapes():

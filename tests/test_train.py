@@ -35,7 +35,7 @@ def records(run_dir):
 def test_tiny_modular_run_memorises_its_training_set(tmp_path):
     # Full batches (the whole 29-equation training set) at lr 1e-3: memorised by step 300 for
     # every seed tried; minibatches at 3e-3 oscillate around 100% on so small a model.
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=400", "--data.tokenizer=char",
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, "--train.max_steps=400", "--data.tokenizer=char",
                                                              "--train.batch_size=32", "--train.lr=1e-3")])
     rows = records(tmp_path / "run")
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 400
@@ -62,7 +62,7 @@ def test_tiny_modular_run_memorises_its_training_set(tmp_path):
 
 
 def test_checkpoint_save_load_gives_identical_logits(tmp_path):
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=20")])
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, "--train.max_steps=20")])
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     model, tokenizer, _ = model_from_checkpoint(ckpt)
     save_checkpoint(tmp_path / "copy.pt", ckpt)
@@ -73,7 +73,7 @@ def test_checkpoint_save_load_gives_identical_logits(tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    common = ["--config", "configs/div97.yaml", "--train.checkpoint_interval=15", "--train.grokfast_lambda=1",
+    common = ["--config", "configs/div97_paper.yaml", "--train.checkpoint_interval=15", "--train.grokfast_lambda=1",
               "--train.grokfast_alpha=0.9", "--model.dropout=0.1"]
     train_main(common + tiny_args(tmp_path, "--train.max_steps=60", name="whole"))
     train_main(common + tiny_args(tmp_path, "--train.max_steps=30", name="parts"))
@@ -88,8 +88,8 @@ def test_stop_rule_ends_the_run_at_the_same_step_across_a_resume(tmp_path, preci
     # 20 as well, with the same records: what sets the last step of every ablation run.
     rule = ["--train.stop_val_acc=0.0", "--train.stop_patience=3", f"--train.precision={precision}",
             "--train.checkpoint_interval=10"]
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, *rule, "--train.max_steps=100", name="whole")])
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, *rule, "--train.max_steps=10", name="cut")])
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, *rule, "--train.max_steps=100", name="whole")])
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, *rule, "--train.max_steps=10", name="cut")])
     train_main(["--resume", str(tmp_path / "cut"), "--train.max_steps=100", "--no-progress"])
     whole = records(tmp_path / "whole")
     assert [r["step"] for r in whole] == [0, 10, 20]
@@ -112,7 +112,7 @@ def test_stop_rule_counts_full_evaluations_in_a_row(tmp_path):
 
 
 def test_drop_schedule_fires_at_the_first_full_evaluation_past_drop_train_acc(tmp_path):
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=60", "--train.schedule=drop",
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, "--train.max_steps=60", "--train.schedule=drop",
                                                              "--train.drop_train_acc=0.3", "--train.warmup_steps=1")])
     rows = records(tmp_path / "run")
     first = next(i for i, r in enumerate(rows) if r["train_acc"] >= 0.3)
@@ -126,8 +126,8 @@ def test_packed_explicit_run_follows_the_default_run(tmp_path):
     """Character tokens (rows of different lengths, so pads): the fast path trains the same model
     up to float rounding, so 30 steps later the logs still agree closely."""
     common = ["--train.max_steps=30", "--data.tokenizer=char", "--data.p=11"]
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, *common, name="default")])
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, *common, "--train.packed=true",
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, *common, name="default")])
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, *common, "--train.packed=true",
                                                              "--train.attention_kernel=explicit", name="fast")])
     default, fast = records(tmp_path / "default"), records(tmp_path / "fast")
     assert [r["step"] for r in default] == [r["step"] for r in fast]
@@ -137,7 +137,7 @@ def test_packed_explicit_run_follows_the_default_run(tmp_path):
 
 
 def test_padded_numbers_train_and_score_every_pair(tmp_path):
-    train_main(["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=20", "--data.tokenizer=char",
+    train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, "--train.max_steps=20", "--data.tokenizer=char",
                                                              "--data.p=11", "--data.pad_numbers=true")])
     lines = (tmp_path / "data" / "train.txt").read_text().splitlines()
     assert {len(line) for line in lines} == {8} and "00+00=00" in lines + \
@@ -152,7 +152,7 @@ def test_padded_numbers_train_and_score_every_pair(tmp_path):
 
 
 def test_killed_run_resumes_exactly(tmp_path):
-    common = ["train.py", "--config", "configs/div97.yaml", "--train.checkpoint_interval=50",
+    common = ["train.py", "--config", "configs/div97_paper.yaml", "--train.checkpoint_interval=50",
               "--train.log_checkpoints=false"]
     run_script(*common, *tiny_args(tmp_path, "--train.max_steps=2000", name="whole"))
     proc = subprocess.Popen([sys.executable, *common, *tiny_args(tmp_path, "--train.max_steps=2000", name="killed")],
@@ -171,7 +171,7 @@ def test_killed_run_resumes_exactly(tmp_path):
 
 
 def test_existing_run_dir_is_not_overwritten(tmp_path):
-    args = ["--config", "configs/div97.yaml", *tiny_args(tmp_path, "--train.max_steps=5")]
+    args = ["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, "--train.max_steps=5")]
     train_main(args)
     before = (tmp_path / "run" / "metrics.jsonl").read_text()
     with pytest.raises(UserError, match="already holds a run"):
@@ -245,7 +245,7 @@ def test_bad_checkpoint_files(tmp_path):
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):
-    args = ["--config", "configs/div97.yaml", "--train.max_steps=60"]
+    args = ["--config", "configs/div97_paper.yaml", "--train.max_steps=60"]
     run_script("train.py", *args, *tiny_args(tmp_path, name="single"))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py"]
     result = subprocess.run([*torchrun, *args, *tiny_args(tmp_path, name="ddp")], cwd=ROOT,
