@@ -305,7 +305,26 @@ def train(args, overrides):
         run_dir.release()
         ddp.close()
     log(f"done: {out} (step {state.step}, {seconds:.1f}s, {eval_seconds / max(seconds, 1e-9):.0%} of it evaluating)")
+    log(what_next(cfg, out, splits))
     return out
+
+
+def what_next(cfg, out, splits):
+    """Where the run's results are and the commands that use them, printed at the end of a run."""
+    records = read_metrics(out, allow_empty=True)
+    lines = []
+    if records and cfg.data.kind == "modular":
+        s = grokking_summary(records, "val")
+        at = lambda step: "never" if step is None else f"step {step}"
+        verdict = (f"grokked and held from step {s['grokked_at']}" if s["grokked"]
+                   else "not grokked (val accuracy did not reach 99% and hold)")
+        lines.append(f"train accuracy 99%: {at(s['train_99'])}; val accuracy 99%: {at(s['val_99'])}; {verdict}")
+    prompt = splits["val"][0][0] if cfg.data.kind == "modular" and splits.get("val") else None
+    lines += [f"checkpoint: {out / 'checkpoints' / 'last.pt'}   log: {out / 'metrics.jsonl'}", "next:",
+              f"  python inference.py --checkpoint {out}" + (f" --prompt '{prompt}'" if prompt else ""),
+              f"  python evaluate.py --checkpoint {out}" + (" --all-pairs" if cfg.data.kind == "modular" else ""),
+              f"  python plot.py {out} --out {out / 'curves.png'}"]
+    return "\n".join(lines)
 
 
 def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):

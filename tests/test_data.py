@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,3 +179,16 @@ def test_mask_first_tokens():
     tok = make_tokenizer("char", ["abcdef"])
     batch = encode_examples(tok, [("", "abcdef")], mask_first=3)
     assert batch["loss_mask"][0].tolist() == [False, False, False, True, True, True, True]
+
+
+@pytest.mark.parametrize("op, p", [(op, p) for op in "+-/" for p in (97, 113)])
+def test_committed_splits_are_what_generate_data_makes(op, p, tmp_path):
+    # The brief's six data sets are committed in data/ (a deliverable); the generator must remake
+    # them byte for byte at the default split and seed.
+    name = {"+": "add", "-": "sub", "/": "div"}[op]
+    committed = Path("data") / f"{name}{p}_train0.5_val0.25_seed0"
+    run_script("generate_data.py", "--op", op, "--p", p, "--out", tmp_path / "made")
+    for file in ("train.txt", "val.txt", "test.txt", "meta.json"):
+        assert (tmp_path / "made" / file).read_bytes() == (committed / file).read_bytes(), file
+    counts = json.loads((committed / "meta.json").read_text())["counts"]
+    assert sum(counts.values()) == p * p - (p if op == "/" else 0)
