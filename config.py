@@ -7,6 +7,7 @@ unknown keys and wrong types with a message that names the key and the valid cho
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_type_hints
@@ -14,7 +15,7 @@ from typing import get_type_hints
 import yaml
 
 from model import TOKEN_LOSSES, GPTConfig
-from runlog import UserError
+from runlog import UserError, load_yaml_mapping
 from training import OPTIMIZERS, SCHEDULES
 
 @dataclass
@@ -115,7 +116,7 @@ def _coerce(key, value, kind):
     """Check one value against its declared type; ints pass as floats, '1e-3' strings as floats."""
     if kind is float and isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -129,6 +130,8 @@ def _coerce(key, value, kind):
         raise UserError(
             f"config key '{key}' must be {kind.__name__}, got {type(value).__name__} {value!r}"
         )
+    if kind is float and not math.isfinite(value):  # 'nan', or 1e400 read as infinity
+        raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
     if key == "train.betas":
         try:
             value = [float(b) for b in value]
@@ -203,16 +206,9 @@ def apply_override(cfg, text):
 def read_config_tree(path, seen=()):
     """A config file as a nested dict, its `base:` chain merged in (the file's own values win)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file '{path}' not found (configs live in configs/)")
     if path.resolve() in seen:
         raise UserError(f"config file '{path}' is its own base (through `base:`); break the loop")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}")
-    if not isinstance(tree, dict):
-        raise UserError(f"config file '{path}' must be a mapping of sections to keys")
+    tree = load_yaml_mapping(path, "config file", "configs live in configs/")
     base = tree.pop("base", None)
     if base is None:
         return tree

@@ -1,7 +1,7 @@
 """Generate text from a trained checkpoint.
 
     python inference.py --checkpoint checkpoints/div97.pt --prompt "12/5="
-    python inference.py --checkpoint runs/sanity --prompt ""            # empty prompt: start from EOS
+    python inference.py --checkpoint checkpoints/sanity.pt              # no prompt: from the start token
     python inference.py --checkpoint runs/sanity --temperature 1.0 --top-k 5 --num-samples 3
 
 Standard output carries only the generated text (prompt plus completion), one sample per line;
@@ -52,15 +52,25 @@ def warn_about_equation_prompt(prompt, data):
     if not prompt.endswith("="):
         print(f"note: this model answers prompts of the form 'a{data.op}b=' (like {example}); "
               "this prompt does not end with '='", file=sys.stderr)
-    elif width and any(len(number) != width for number in prompt[:-1].split(data.op)):
+        return
+    numbers = prompt[:-1].split(data.op)
+    if width and any(len(number) != width for number in numbers):
         print(f"note: this model was trained on numbers written with {width} digits (data.pad_numbers), "
               f"like {example}; this prompt's are not", file=sys.stderr)
+    values = [int(n) for n in numbers if n.strip().isdigit()]
+    if any(v >= data.p for v in values):
+        print(f"note: this model saw only numbers 0 to {data.p - 1} (mod {data.p}); this prompt has a larger one",
+              file=sys.stderr)
+    if data.op == "/" and len(values) == 2 and values[1] % data.p == 0:
+        print(f"note: 0 has no inverse mod {data.p}, so a/0 has no answer; the model never saw a division "
+              "by 0 and what it writes means nothing", file=sys.stderr)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (uses checkpoints/last.pt)")
-    parser.add_argument("--prompt", default="", help="text to continue (default: empty, start of sequence)")
+    parser.add_argument("--prompt", help="text to continue, like '12/5=' (leave it out for a text model to "
+                                         "generate from the start of a sequence)")
     parser.add_argument("--max-new-tokens", type=int, help="default: as many as the block size allows")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-k", type=int, help="sample only from the k most likely tokens")
@@ -75,6 +85,9 @@ def main():
         raise UserError("--top-k must be at least 1")
     if args.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
+    if args.prompt == "":
+        raise UserError("--prompt is empty; give the text to continue, or leave --prompt out to generate "
+                        "from the start of a sequence")
 
     ckpt = load_checkpoint(args.checkpoint)
     model, tokenizer, cfg = model_from_checkpoint(ckpt)
@@ -82,10 +95,13 @@ def main():
     print(f"loaded {args.checkpoint} (step {ckpt.get('step')}, {cfg.data.tokenizer} tokens, "
           f"{cfg.train.precision} as trained)", file=sys.stderr)
     if cfg.data.kind == "modular":
+        if args.prompt is None:
+            raise UserError(f"this model answers equations; give one with --prompt, like "
+                            f"'{format_prompt(12, cfg.data.op, 5, number_width(cfg.data))}'")
         warn_about_equation_prompt(args.prompt, cfg.data)
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.num_samples):
-        print(complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, generator,
+        print(complete(model, tokenizer, args.prompt or "", args.max_new_tokens, args.temperature, args.top_k, generator,
                        context))
 
 

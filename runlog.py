@@ -29,6 +29,42 @@ def run_cli(main):
         sys.exit(2)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key set twice in one mapping is an error (PyYAML keeps
+    the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is set twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_mapping(path, what, hint):
+    """A YAML file that must hold a mapping (a config or a sweep file), or a UserError that names
+    the file and the problem: missing, not UTF-8, not YAML, a key set twice, not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} '{path}' not found ({hint})")
+    try:
+        tree = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8")
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None and "line" not in problem else ""
+        raise UserError(f"{what} '{path}' is not valid YAML: {problem}{where}")
+    tree = {} if tree is None else tree
+    if not isinstance(tree, dict):
+        raise UserError(f"{what} '{path}' must be a mapping of keys to values")
+    return tree
+
+
 def dump_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=2) + "\n")
 

@@ -38,21 +38,14 @@ from pathlib import Path
 
 import yaml
 
-from runlog import UserError, grokking_summary, read_metrics, run_cli
+from runlog import UserError, grokking_summary, load_yaml_mapping, read_metrics, run_cli
 
 SWEEP_KEYS = {"base", "seeds", "vary", "cells", "set", "heldout"}
 
 
 def load_sweep(path):
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"sweep file '{path}' not found")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"sweep file '{path}' is not valid YAML: {str(e).splitlines()[0]}")
-    if not isinstance(spec, dict):
-        raise UserError(f"sweep file '{path}' must be a mapping of sweep keys")
+    spec = load_yaml_mapping(path, "sweep file", "a study's sweep file is experiments/<name>/sweep.yaml")
     unknown = set(spec) - SWEEP_KEYS
     if unknown:
         raise UserError(f"unknown sweep key '{sorted(unknown)[0]}' in '{path}'; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
@@ -69,7 +62,12 @@ def load_sweep(path):
     spec.setdefault("cells", [{}])  # named sets of overrides, each crossed with vary
     spec.setdefault("set", {})
     spec.setdefault("heldout", None)  # None: test if the runs logged it, else val
-    if not all(isinstance(c, dict) for c in spec["cells"]):
+    if not isinstance(spec["seeds"], list) or not spec["seeds"] or not all(type(s) is int for s in spec["seeds"]):
+        raise UserError(f"'seeds' in '{path}' must be a non-empty list of integers, like [0, 1, 2]")
+    vary = spec["vary"]
+    if not isinstance(vary, dict) or not all(isinstance(v, list) and v for v in vary.values()):
+        raise UserError(f"'vary' in '{path}' must map each config key to a non-empty list of values")
+    if not isinstance(spec["cells"], list) or not spec["cells"] or not all(isinstance(c, dict) for c in spec["cells"]):
         raise UserError(f"'cells' in '{path}' must be a list of mappings from config keys to values")
     return spec
 

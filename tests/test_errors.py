@@ -50,6 +50,10 @@ CASES = [
     (["evaluate.py", "--checkpoint", "checkpoints/div97.pt", "--device", "cuda"], ["no CUDA GPU"]),
     (["evaluate.py", "--checkpoint", "checkpoints/sanity.pt", "--by-digits"], ["--by-digits", "modular data"]),
     (["sweep.py", "tests/reference/README.md"], ["not valid YAML"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.lr=nan"], ["train.lr", "finite"]),
+    (["train.py", "--config", "configs/div97_paper.yaml", "--train.lr=1e400"], ["train.lr", "finite"]),
+    (["inference.py", "--checkpoint", "checkpoints/sanity.pt", "--prompt", ""], ["--prompt is empty"]),
+    (["inference.py", "--checkpoint", "checkpoints/div97.pt"], ["give one with --prompt", "12/5="]),
 ]
 
 
@@ -152,6 +156,27 @@ def test_sweep_with_a_bad_config_key_starts_nothing(tmp_path):
     (tmp_path / "sweep.yaml").write_text("base: configs/div97_paper.yaml\nset: {train.lrr: 1}\n")
     assert_clean_error(run_script("sweep.py", tmp_path / "sweep.yaml", check=False), "train.lrr", "train.lr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
+
+
+@pytest.mark.parametrize("content, needles", [
+    (b"train:\n  lr: 1.0e-3\n  lr: 3.0e-3\n", ["key 'lr' is set twice", "line 3"]),
+    ("train:\n  lr: 1.0e-3  # r\xe9glage\n".encode("latin-1"), ["not UTF-8"]),
+])
+def test_config_file_that_cannot_be_read_as_written(content, needles, tmp_path):
+    (tmp_path / "c.yaml").write_bytes(content)
+    result = run_script("train.py", "--config", tmp_path / "c.yaml", "--out", tmp_path / "o", check=False)
+    assert_clean_error(result, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_with_no_seeds_says_so(tmp_path):
+    (tmp_path / "sweep.yaml").write_text("base: configs/div97_paper.yaml\nseeds: []\n")
+    assert_clean_error(run_script("sweep.py", tmp_path / "sweep.yaml", check=False), "'seeds'", "non-empty")
+
+
+def test_division_by_zero_prompt_gets_a_note():
+    result = run_script("inference.py", "--checkpoint", "checkpoints/div97.pt", "--prompt", "12/0=")
+    assert "0 has no inverse mod 97" in result.stderr
 
 
 def test_config_whose_base_is_itself(tmp_path):
