@@ -200,11 +200,10 @@ def summarize(spec, runs):
     columns = list(rows[0]) if rows else ["config"]
     with open(out / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
-    table = format_table(columns, rows)
-    (out / "summary.md").write_text(table + "\n")
+    (out / "summary.md").write_text(format_table(columns, rows) + "\n")
     if waiting:
         print(f"{spec['name']}: left out of the table, no evaluation logged yet: {', '.join(waiting)}", file=sys.stderr)
-    return table
+    return columns, rows
 
 
 def check_configs(spec):
@@ -249,7 +248,8 @@ def main():
                         help="run only the runs of these base configs (by file name, e.g. add97_l2)")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild summary.md/.csv from the logs")
     parser.add_argument("--columns", nargs="+", metavar="COLUMN",
-                        help="print only these columns of the table (the files keep all of them)")
+                        help="print only these columns, the config keys that differ folded into one 'setting' "
+                             "column (the files keep every column)")
     parser.add_argument("--rerun-destroying-logs", action="store_true",
                         help="start every run that has a log again from scratch, DELETING its log and checkpoints")
     args = parser.parse_args()
@@ -258,8 +258,10 @@ def main():
     specs = [load_sweep(path) for path in args.sweeps]  # every file is checked before anything runs
     tables = [one_sweep(spec, args) for spec in specs]
     if not args.print_commands:
-        table = merge_tables(tables, [spec["set"] for spec in specs])
-        print(select_columns(table, args.columns) if args.columns else table)
+        columns, rows = merge_tables(tables, [spec["set"] for spec in specs])
+        if args.columns:
+            columns, rows = select_columns(columns, rows, args.columns)
+        print(format_table(columns, rows))
 
 
 def one_sweep(spec, args):
@@ -290,26 +292,20 @@ def one_sweep(spec, args):
     return summarize(spec, runs)
 
 
-def parse_table(table):
-    lines = table.splitlines()
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return header, [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
-
-
 def merge_tables(tables, sets=None):
-    """Several sweeps' tables as one: the columns of all of them (the varied keys first), plus the
-    `set:` keys (sets: each sweep's) on which the sweeps differ, filled from each sweep's `set:`;
-    '-' where neither a sweep's cells nor its `set:` give a key (the base config's value)."""
+    """Several sweeps' tables, each (columns, rows), as one: the columns of all of them (the config
+    keys first), plus the `set:` keys (sets: each sweep's) on which the sweeps differ, filled from
+    each sweep's `set:`; '-' where neither a sweep's cells nor its `set:` give a key (the base
+    config's value)."""
     if len(tables) == 1:
         return tables[0]
     sets = sets or [{}] * len(tables)
-    parsed = [parse_table(t) for t in tables]
     differing = [k for s in sets for k in s if any(k not in other or other[k] != s[k] for other in sets)]
-    keys = list(dict.fromkeys([c for header, _ in parsed for c in header[:header.index("seeds")]] + differing))
-    rest = list(dict.fromkeys(c for header, _ in parsed for c in header[header.index("seeds"):]))
+    keys = list(dict.fromkeys([c for columns, _ in tables for c in columns[:columns.index("seeds")]] + differing))
+    rest = list(dict.fromkeys(c for columns, _ in tables for c in columns[columns.index("seeds"):]))
     rows = [{**{k: fmt(v) for k, v in given.items() if k in keys}, **row}
-            for (_, table_rows), given in zip(parsed, sets) for row in table_rows]
-    return format_table(keys + rest, rows)
+            for (_, table_rows), given in zip(tables, sets) for row in table_rows]
+    return keys + rest, rows
 
 
 def format_table(columns, rows):
@@ -319,13 +315,17 @@ def format_table(columns, rows):
     return "\n".join(lines)
 
 
-def select_columns(table, wanted):
-    """The markdown table with only the wanted columns, in that order (config and the varied keys stay)."""
-    header, rows = parse_table(table)
-    missing = [c for c in wanted if c not in header]
+def select_columns(columns, rows, wanted):
+    """The config column, one 'setting' column ('key=value, ...' of the config keys a row sets;
+    'as base' where it sets none) and the wanted columns, in that order."""
+    missing = [c for c in wanted if c not in columns]
     if missing:
-        raise UserError(f"no column '{missing[0]}' in this table; columns: {', '.join(header)}")
-    return format_table(header[:header.index("seeds")] + list(wanted), rows)
+        raise UserError(f"no column '{missing[0]}' in this table; columns: {', '.join(columns)}")
+    keys = [c for c in columns[1:columns.index("seeds")]]
+    for row in rows:
+        given = [f"{k.split('.')[-1]}={row[k]}" for k in keys if row.get(k, "-") != "-"]
+        row["setting"] = ", ".join(given) or "as base"
+    return ["config", "setting", *wanted], rows
 
 
 if __name__ == "__main__":

@@ -113,20 +113,22 @@ def test_sweep_runs_resumes_and_prints_commands(tmp_path):
 def test_sweep_tables_merge_and_keep_the_asked_columns_in_order():
     import sweep
 
-    a = "| config | train.precision | seeds | grokked | median val_99 |\n|---|---|---|---|---|\n| div97 | fp32 | 5 | 3/5 | 794 |"
-    b = "| config | train.eps | seeds | grokked |\n|---|---|---|---|\n| div97 | 1e-05 | 1 | 0/1 |"
-    merged = sweep.merge_tables([a, b])
-    assert merged.splitlines() == [
+    a = (["config", "train.precision", "seeds", "grokked", "median val_99"],
+         [{"config": "div97", "train.precision": "fp32", "seeds": "5", "grokked": "3/5", "median val_99": "794"}])
+    b = (["config", "train.eps", "seeds", "grokked"],
+         [{"config": "div97", "train.eps": "1e-05", "seeds": "1", "grokked": "0/1"}])
+    columns, rows = sweep.merge_tables([a, b])
+    assert sweep.format_table(columns, rows).splitlines() == [
         "| config | train.precision | train.eps | seeds | grokked | median val_99 |", "|---|---|---|---|---|---|",
         "| div97 | fp32 | - | 5 | 3/5 | 794 |", "| div97 | - | 1e-05 | 1 | 0/1 | - |"]
-    picked = sweep.select_columns(merged, ["grokked", "seeds"]).splitlines()
-    assert picked[0] == "| config | train.precision | train.eps | grokked | seeds |"
-    assert picked[3] == "| div97 | - | 1e-05 | 0/1 | 1 |"
+    picked = sweep.format_table(*sweep.select_columns(columns, rows, ["grokked", "seeds"])).splitlines()
+    assert picked[0] == "| config | setting | grokked | seeds |"
+    assert picked[2:] == ["| div97 | precision=fp32 | 3/5 | 5 |", "| div97 | eps=1e-05 | 0/1 | 1 |"]
     with pytest.raises(sweep.UserError, match="no column 'lowest'"):
-        sweep.select_columns(merged, ["lowest"])
+        sweep.select_columns(columns, rows, ["lowest"])
     # `set:` keys on which the sweeps differ become columns, filled from each sweep's `set:`
     sets = [{"train.max_steps": 100, "train.lr": 0.001}, {"train.max_steps": 100, "train.lr": 0.002, "train.precision": "bf16"}]
-    merged = sweep.merge_tables([a, b], sets).splitlines()
+    merged = sweep.format_table(*sweep.merge_tables([a, b], sets)).splitlines()
     assert merged[0] == "| config | train.precision | train.eps | train.lr | seeds | grokked | median val_99 |"
     assert merged[2:] == ["| div97 | fp32 | - | 0.001 | 5 | 3/5 | 794 |", "| div97 | bf16 | 1e-05 | 0.002 | 1 | 0/1 | - |"]
 
