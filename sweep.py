@@ -27,6 +27,7 @@ per run) into the sweep's folder.
 import argparse
 import csv
 import itertools
+import math
 import os
 import shlex
 import statistics
@@ -156,6 +157,8 @@ def cell_row(results):
         known = [r[key] for r in results if r.get(key) is not None]
         how = _headline(key)
         value = {"median": statistics.median, "min": min, "total": sum}[how](known) if known else None
+        if how == "min" and value is not None:  # a floor rounds down, so "never below" stays true
+            value = math.floor(value * 1000) / 1000
         row[f"{how} {key}"] = "never" if value is None else f"{value:.3f}" if how == "min" else f"{value:.0f}"
     # where each run ended (the stop rule's step, or the budget), in the order of the sweep's seeds
     row["last_step per seed"] = ", ".join(str(r["last_step"]) for r in results)

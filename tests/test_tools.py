@@ -242,3 +242,11 @@ def test_shipped_div97_checkpoint(tmp_path):
 
 def test_shipped_sanity_checkpoint():
     assert run_script("inference.py", "--checkpoint", "checkpoints/sanity.pt").stdout == "I love machine learning\n"
+
+
+def test_sweep_table_floors_the_lowest_accuracy():
+    import sweep
+
+    runs = [{"lowest_val_after_99": 0.99055, "last_step": 10, "finished": True},
+            {"lowest_val_after_99": 0.9995, "last_step": 10, "finished": True}]
+    assert sweep.cell_row(runs)["min lowest_val_after_99"] == "0.990"  # "never below 99.1%" would be false
