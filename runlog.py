@@ -149,6 +149,7 @@ def grokking_summary(records, heldout=None):
     """The grokking numbers of one run's log: None where a level was never reached.
 
     train_99 / <heldout>_99: first step at 99% accuracy (touched); lag: held-out minus train;
+    delay_99: held-out over train (the ratio of those steps);
     grokked_at: first step of grokked-and-held (see GROKKED, HELD); lowest / falls: how far the
     held-out accuracy went down after first touching 99%, and how often it fell below 90%.
     """
@@ -160,6 +161,9 @@ def grokking_summary(records, heldout=None):
         train_step, held_step = first_step(records, "train_acc", level), first_step(records, key, level)
         out[f"train_{tag}"], out[f"{heldout}_{tag}"] = train_step, held_step
         out[f"lag_{tag}"] = None if train_step is None or held_step is None else held_step - train_step
+    # the delay as the log-x plot shows it: 3 means the held-out curve reaches 99% half a decade later
+    train_99, held_99 = out["train_99"], out[f"{heldout}_99"]
+    out["delay_99"] = None if train_99 is None or held_99 is None else round(held_99 / train_99, 2)
     out["grokked_at"] = grokked_and_held(records, key)
     out["grokked"] = out["grokked_at"] is not None
     out[f"lowest_{heldout}_after_99"], out["falls_below_90"] = after_grokking(records, key)

@@ -132,7 +132,7 @@ def run_one(run):
 
 def _headline(key):
     """Keys also given as medians (steps and seconds to grok) or extremes (how far it fell)."""
-    if key in ("grokked_at", "seconds_to_99") or (key.endswith("_99") and key.startswith(("val", "test"))):
+    if key in ("grokked_at", "seconds_to_99", "delay_99") or (key.endswith("_99") and key.startswith(("val", "test"))):
         return "median"
     return "min" if key.startswith("lowest_") else "total" if key == "falls_below_90" else None
 
@@ -159,7 +159,8 @@ def cell_row(results):
         value = {"median": statistics.median, "min": min, "total": sum}[how](known) if known else None
         if how == "min" and value is not None:  # a floor rounds down, so "never below" stays true
             value = math.floor(value * 1000) / 1000
-        row[f"{how} {key}"] = "never" if value is None else f"{value:.3f}" if how == "min" else f"{value:.0f}"
+        digits = 3 if how == "min" else 2 if key == "delay_99" else 0  # the delay is a ratio, not a step
+        row[f"{how} {key}"] = "never" if value is None else f"{value:.{digits}f}"
     # where each run ended (the stop rule's step, or the budget), in the order of the sweep's seeds
     row["last_step per seed"] = ", ".join(str(r["last_step"]) for r in results)
     for key in results[0]:

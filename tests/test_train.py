@@ -231,9 +231,11 @@ def test_sanity_gpt2_memorises_and_regurgitates(tmp_path):
 def test_sanity_mask3_completes_but_cannot_start(tmp_path):
     run_script("train.py", "--config", "configs/sanity_mask3.yaml", "--out", tmp_path / "m", "--no-progress")
     # The four rows of REPORT.md's table: it learned only what follows the masked tokens.
+    # No prompt (None) generates from the start token; an empty --prompt is refused (tests/test_errors.py).
     for prompt, expected in [("I love machine", "I love machine learning"), ("I love", "I love learning"),
-                             ("I", "I"), ("", "")]:
-        got = run_script("inference.py", "--checkpoint", tmp_path / "m", "--prompt", prompt).stdout
+                             ("I", "I"), (None, "")]:
+        prompt_args = [] if prompt is None else ["--prompt", prompt]
+        got = run_script("inference.py", "--checkpoint", tmp_path / "m", *prompt_args).stdout
         assert got == expected + "\n", (prompt, got)
 
 
