@@ -12,6 +12,9 @@ for c in sanity sanity_gpt2 sanity_mask3; do
 done
 [ -f $E/div97_fig1/div97_fig1_s0/metrics.jsonl ] || python train.py --config configs/div97_fig1.yaml \
   --train.max_steps=3000 --train.threads=2 --out $E/div97_fig1/div97_fig1_s0 --no-progress
+# The main job as a user runs it, seed 0 (the README's first figure and checkpoints/div97.pt).
+[ -f $E/div97_main/div97_s0/metrics.jsonl ] || python train.py --config configs/div97.yaml \
+  --out $E/div97_main/div97_s0 --no-progress
 # The paper's setting, seed 0, as the main command used to run it (its committed log was stopped
 # by hand at step 15,849; this runs to the stop rule or 1e5 steps).
 [ -f $E/div97_paper_collapse/div97_paper_s0/metrics.jsonl ] || python train.py --config configs/div97_paper.yaml \

@@ -15,6 +15,9 @@ plot() {  # plot OUT GLOB [plot.py options...]
 }
 
 plot $E/sanity/sanity.png "$E/sanity/sanity" --title "I love machine learning (char-level, 1 layer)"
+plot $E/div97_main/div97_main.png "$E/div97_main/div97_s0" --title "x/y mod 97, configs/div97.yaml, seed 0"
+plot $E/div97_confirm/div97_confirm.png "$E/div97_confirm/div97_s* $E/div97_confirm_noclip/div97_s*" \
+  --group-by train.grad_clip --panels --title "configs/div97.yaml with and without clipping, seeds 0-7, 1e4 steps"
 plot $E/div97_paper/div97_paper.png "$E/div97_paper/div97_paper_s*" \
   --title "x/y mod 97, paper setting (3 seeds; dotted: first 99%)"
 plot $E/div97_paper_collapse/div97_paper_collapse.png "$E/div97_paper_collapse/div97_paper_s0" \
