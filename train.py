@@ -30,13 +30,13 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from checkpoint import check_same_data, data_identity, load_checkpoint, save_checkpoint
+from checkpoint import check_same_data, load_checkpoint, save_checkpoint
 from config import apply_override, config_from_dict, config_to_dict, describe_keys, load_config, validate
 from metrics import evaluation_record
 from model import GPT
 from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
 from runtime import forward_context, pick_device, seed_everything
-from tasks import load_splits
+from tasks import data_identity, load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
 from training import TrainState, eval_steps, lr_at, train_step
 
