@@ -11,11 +11,10 @@ real, 4 carrying loss; --set data.pad_numbers=false: about 9 real tokens and 3 c
   answer-only       the last block and the head run only at the columns that carry loss
   bf16              bf16 autocast, fp32 weights and optimizer
   bf16+answer       both
-  +math             and SDPA's math attention kernel instead of its CPU flash kernel: what train.py
-                    does on CPU with precision: bf16 (train.attention_kernel: auto)
-  +explicit         attention written out (train.attention_kernel: explicit)
-  bf16+packed+expl  and the model run on the real tokens only, the last block and head only at
-                    the loss tokens (train.packed: true): what the warm-up configs use
+  +explicit         and attention written out (model.attention: explicit): what configs/div97.yaml uses
+  bf16+packed+expl  bf16, explicit attention, and the model run on the real tokens only, the last block
+                    and head only at the loss tokens (train.packed: true): what the warm-up configs use
+Where SDPA runs, it runs its math kernel, as train.py does on a CPU (runtime.forward_context).
 GFLOP/s counts the matmul work each variant really does; "peak" is this machine's own measured
 fp32 (or bf16) matmul rate on large square matrices.
 """
@@ -85,13 +84,14 @@ def setup(config, overrides=()):
 class Variant:
     """One way of running the training step, with its own model, optimizer and batch order."""
 
-    def __init__(self, cfg, batch, bf16, answer_only, kernel, packed, steps, seed=0):
+    def __init__(self, cfg, batch, bf16, answer_only, attention, packed, steps, seed=0):
         torch.manual_seed(seed)
         self.train_cfg = dataclasses.replace(cfg.train, packed=packed)
-        self.state = TrainState(GPT(cfg.model), self.train_cfg, batch["idx"].size(0), seed, "cpu")
+        model = GPT(dataclasses.replace(cfg.model, attention=attention))
+        self.state = TrainState(model, self.train_cfg, batch["idx"].size(0), seed, "cpu")
         _, positions = batch_model_inputs(batch)
         self.positions = positions if answer_only else None
-        self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32", kernel)
+        self.autocast = forward_context("cpu", "bf16" if bf16 else "fp32")
         order = torch.Generator().manual_seed(seed)
         self.batches = [{k: v[i] for k, v in batch.items()} for i in
                         (torch.randint(0, batch["idx"].size(0), (cfg.train.batch_size,), generator=order)
@@ -114,10 +114,10 @@ class Variant:
         return statistics.median(self.rates)
 
 
-# name, bf16, answer-only, attention kernel, packed
-VARIANTS = [("baseline", False, False, "default", False), ("answer-only", False, True, "default", False),
-            ("bf16", True, False, "default", False), ("bf16+answer", True, True, "default", False),
-            ("bf16+answer+math", True, True, "auto", False), ("bf16+answer+explicit", True, True, "explicit", False),
+# name, bf16, answer-only, model.attention, train.packed
+VARIANTS = [("baseline", False, False, "sdpa", False), ("answer-only", False, True, "sdpa", False),
+            ("bf16", True, False, "sdpa", False), ("bf16+answer", True, True, "sdpa", False),
+            ("bf16+answer+explicit", True, True, "explicit", False),
             ("bf16+packed+explicit", True, False, "explicit", True)]
 
 
@@ -153,7 +153,7 @@ def worker(args):
     """One process of the parallel-runs measurement: prints its steps/s as JSON."""
     torch.set_num_threads(args.threads)
     cfg, batch = setup(args.throughput_configs[0], args.set)
-    variant = Variant(cfg, batch, True, True, "auto", False, args.steps)
+    variant = Variant(cfg, batch, True, True, "sdpa", False, args.steps)
     variant.run(timed=False)
     for _ in range(args.repeats):
         variant.run()
@@ -175,7 +175,7 @@ def parallel(args):
     for _ in range(1 if args.quick else 2):  # alternate, so that a slow spell hits both alike
         for layout in layouts:
             rates[layout].append(launch(*layout))
-    print(f"\nparallel runs (bf16+answer+math), model-steps/s summed over processes on {cores} cores:")
+    print(f"\nparallel runs (bf16+answer), model-steps/s summed over processes on {cores} cores:")
     for (procs, threads), measured in rates.items():
         print(f"  {procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}: "
               f"{statistics.mean(measured):6.1f}")

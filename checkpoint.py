@@ -13,6 +13,7 @@ import torch
 from config import config_from_dict
 from model import GPT
 from runlog import UserError
+from tasks import data_identity, first_difference
 from tokens import tokenizer_from_state
 
 
@@ -68,26 +69,11 @@ def model_from_checkpoint(ckpt):
     return model, tokenizer_from_state(ckpt["tokenizer"]), cfg
 
 
-def data_identity(data):
-    """What fixes a run's examples and their split: a resume must not change any of it."""
-    if data.kind == "text":
-        return {"kind": "text", "text": list(data.text), "mask_first": data.mask_first, "tokenizer": data.tokenizer}
-    identity = {"kind": "modular", "op": data.op, "p": data.p, "train_frac": data.train_frac,
-                "val_frac": data.val_frac, "data_seed": data.data_seed, "tokenizer": data.tokenizer}
-    if data.pad_numbers:  # only when set: checkpoints written before the option lack the key
-        identity["pad_numbers"] = True
-    return identity
-
-
 def check_same_data(ckpt, data, where):
     """Refuse to continue a run on other data than it was trained on (its test set would leak)."""
-    stored = dict(ckpt.get("data") or {})
-    wanted = data_identity(data)
-    if wanted["kind"] == "modular":  # no key means unpadded numbers, on either side
-        stored.setdefault("pad_numbers", False)
-        wanted.setdefault("pad_numbers", False)
-    for key, value in wanted.items():
-        if key in stored and stored[key] != value:
-            raise UserError(f"the run in '{where}' was trained with data.{key}={stored[key]!r}; resuming it with "
-                            f"data.{key}={value!r} would change its examples or split. Drop that override, "
-                            "or start a new run with --config and --out")
+    stored, wanted = ckpt.get("data") or {}, data_identity(data)
+    key = first_difference(stored, wanted)
+    if key is not None:
+        raise UserError(f"the run in '{where}' was trained with data.{key}={stored.get(key, False)!r}; resuming "
+                        f"it with data.{key}={wanted.get(key, False)!r} would change its examples or split. Drop "
+                        "that override, or start a new run with --config and --out")

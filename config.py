@@ -2,7 +2,8 @@
 
 Every default lives in the dataclasses below (GPTConfig in model.py); configs/*.yaml only set
 values, and a config may start from another with `base: configs/other.yaml`. The loader rejects
-unknown keys and wrong types with a message that names the key and the valid choices.
+unknown keys and wrong types with a message that names the key and the valid choices; the
+choices of the training levers are the names in levers.py's registries.
 """
 
 import dataclasses
@@ -14,9 +15,10 @@ from typing import get_type_hints
 
 import yaml
 
-from model import TOKEN_LOSSES, GPTConfig
-from runlog import UserError, load_yaml_mapping
-from training import OPTIMIZERS, SCHEDULES
+from levers import OPTIMIZERS, SCHEDULES, TOKEN_LOSSES
+from model import ATTENTION_KINDS, GPTConfig
+from runlog import UserError, load_yaml_mapping, upgrade_config
+
 
 @dataclass
 class DataConfig:
@@ -40,7 +42,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     # "adamw" (decoupled weight decay), "adam" (L2 added to the gradient), "sgd" (momentum betas[0]),
-    # "muon" (Muon on the blocks' matrices, AdamW on the rest; see training.py)
+    # "muon" (Muon on the blocks' matrices, AdamW on the rest; see levers.py)
     optimizer: str = "adamw"
     lr: float = 1e-3
     betas: list = field(default_factory=lambda: [0.9, 0.98])
@@ -76,10 +78,6 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"
     precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
     compile: bool = False  # torch.compile the model
-    # "auto": SDPA's math kernel on CPU, where it beats the flash kernel on these few-token
-    # sequences (bench.py measures it), PyTorch's own pick elsewhere; "default": always PyTorch's;
-    # "explicit": model.explicit_attention, faster still on CPU (bench.py), float rounding differs.
-    attention_kernel: str = "auto"
     # Train on the real tokens only, the last block and head only at the loss tokens (model.Packing):
     # the same loss as the padded batch up to float rounding, less work where rows are padded.
     packed: bool = False
@@ -97,6 +95,7 @@ class Config:
 
 
 CHOICES = {
+    "model.attention": list(ATTENTION_KINDS),
     "data.kind": ["modular", "text"],
     "data.tokenizer": ["number", "char", "gpt2"],
     "train.optimizer": list(OPTIMIZERS),
@@ -106,7 +105,6 @@ CHOICES = {
     "train.eval_schedule": ["log", "fixed"],
     "train.device": ["auto", "cpu", "cuda", "mps"],
     "train.precision": ["fp32", "bf16"],
-    "train.attention_kernel": ["auto", "default", "explicit"],
 }
 DERIVED = {"model.vocab_size", "model.block_size"}  # set from the data, never by the user
 SECTIONS = {"model": GPTConfig, "data": DataConfig, "train": TrainConfig}
@@ -142,7 +140,12 @@ def _coerce(key, value, kind):
     return value
 
 
+MOVED = {"train.attention_kernel": "model.attention"}  # old key -> its new home (runlog.upgrade_config)
+
+
 def _unknown_key(key, valid):
+    if key in MOVED:
+        return UserError(f"config key '{key}' is now '{MOVED[key]}'; set that instead")
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return UserError(f"unknown config key '{key}'.{hint} Valid keys: {', '.join(valid)}")
@@ -208,7 +211,7 @@ def read_config_tree(path, seen=()):
     path = Path(path)
     if path.resolve() in seen:
         raise UserError(f"config file '{path}' is its own base (through `base:`); break the loop")
-    tree = load_yaml_mapping(path, "config file", "configs live in configs/")
+    tree = upgrade_config(load_yaml_mapping(path, "config file", "configs live in configs/"))
     base = tree.pop("base", None)
     if base is None:
         return tree
@@ -310,9 +313,9 @@ def config_to_dict(cfg):
 
 
 def config_from_dict(tree):
-    """Rebuild a Config from a checkpoint's dict, derived model values included."""
+    """Rebuild a Config from a checkpoint's dict (or a run's config.yaml), derived model values included."""
     cfg = Config()
-    for dotted, value in _flatten(tree):
+    for dotted, value in _flatten(upgrade_config(tree)):
         if dotted in DERIVED:
             section, key = dotted.split(".")
             setattr(getattr(cfg, section), key, value)

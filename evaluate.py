@@ -67,7 +67,7 @@ def main():
     device = pick_device(args.device)
     model.to(device)
     precision = cfg.train.precision if args.precision == "checkpoint" else args.precision
-    context = forward_context(device, precision, cfg.train.attention_kernel)
+    context = forward_context(device, precision)
     splits = load_splits(cfg.data, log=lambda m: None)
     sets = {name: splits[name] for name in (args.split or ["train", "val", "test"]) if splits[name]}
     if (args.all_pairs or args.by_digits) and cfg.data.kind != "modular":

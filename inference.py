@@ -91,7 +91,7 @@ def main():
 
     ckpt = load_checkpoint(args.checkpoint)
     model, tokenizer, cfg = model_from_checkpoint(ckpt)
-    context = forward_context("cpu", cfg.train.precision, cfg.train.attention_kernel)
+    context = forward_context("cpu", cfg.train.precision)
     print(f"loaded {args.checkpoint} (step {ckpt.get('step')}, {cfg.data.tokenizer} tokens, "
           f"{cfg.train.precision} as trained)", file=sys.stderr)
     if cfg.data.kind == "modular":

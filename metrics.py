@@ -5,12 +5,13 @@ SPLIT_METRICS are computed on each evaluated split from one pass of the model (l
 metric is a new entry; train.py logs every entry at every evaluation, evaluate.py prints them.
 """
 
+import contextlib
 import math
 from collections import defaultdict
 
 import torch
 
-from model import token_losses
+from levers import token_losses
 from tokens import batch_model_inputs, slice_batch
 
 
@@ -104,41 +105,24 @@ def evaluation_record(model, batches, train_cfg, context, subset=0):
 
 @torch.no_grad()
 def greedy_complete(model, tokenizer, prompts, max_new_tokens, device="cpu", context=None, batch_size=4096):
-    """Greedy completions of many prompts, batched by prompt length (no padding needed)."""
+    """Greedy completions of many prompts (model.generate), batched by prompt length so that no
+    row needs padding; each completion ends before its EOS or where the block size ends it."""
     model.eval()
     groups = defaultdict(list)
     for i, prompt in enumerate(prompts):
         groups[len(tokenizer.encode(prompt))].append(i)
     completions = [""] * len(prompts)
+    eos = tokenizer.eos_id
     for length, members in groups.items():
+        room = model.config.block_size - length  # new tokens that fit after the start token and the prompt
         for start in range(0, len(members), batch_size):
             chunk = members[start:start + batch_size]
-            idx = torch.tensor([[tokenizer.eos_id] + tokenizer.encode(prompts[i]) for i in chunk], device=device)
-            for i, new in zip(chunk, _greedy_rows(model, idx, tokenizer.eos_id, max_new_tokens, context)):
-                completions[i] = tokenizer.decode(new)
+            idx = torch.tensor([[eos] + tokenizer.encode(prompts[i]) for i in chunk], device=device)
+            with context() if context else contextlib.nullcontext():
+                out = model.generate(idx, min(max_new_tokens, room), eos_id=eos)
+            for i, new in zip(chunk, out[:, idx.size(1):].tolist()):
+                completions[i] = tokenizer.decode(new[:new.index(eos)] if eos in new else new)
     return completions
-
-
-def _greedy_rows(model, idx, eos_id, max_new_tokens, context):
-    """Extend every row of idx greedily until each has produced EOS; the new ids before EOS."""
-    length = idx.size(1)
-    finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-    for _ in range(max_new_tokens):
-        if idx.size(1) > model.config.block_size:
-            break
-        with context() if context else torch.no_grad():
-            logits, _ = model(idx)
-        next_id = logits[:, -1].float().argmax(-1)
-        next_id = torch.where(finished, torch.full_like(next_id, eos_id), next_id)
-        idx = torch.cat([idx, next_id[:, None]], dim=1)
-        finished |= next_id == eos_id
-        if bool(finished.all()):
-            break
-    rows = []
-    for row in idx.tolist():
-        new = row[length:]
-        rows.append(new[:new.index(eos_id)] if eos_id in new else new)
-    return rows
 
 
 def exact_match(model, tokenizer, examples, device="cpu", context=None):

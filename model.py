@@ -5,7 +5,6 @@ Shape letters used in the comments:
     H attention heads, D head width (C // H), V vocabulary size.
 """
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -14,54 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def stablemax_log_probs(logits):
-    """log StableMax (Prieto et al. 2025, arXiv 2501.04697, section 4): s(x) = x + 1 for x >= 0,
-    1 / (1 - x) below; probabilities s(x_i) / sum_j s(x_j). It grows linearly rather than
-    exponentially, so the loss cannot be driven to zero by scaling the logits up."""
-    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits.clamp(max=0)))
-    return s.log() - s.sum(dim=-1, keepdim=True).log()
-
-
-# Per-token losses: logits (N, V), targets (N,) -> (N,).
-TOKEN_LOSSES = {
-    "softmax": lambda logits, targets: F.cross_entropy(logits, targets, reduction="none"),
-    "stablemax": lambda logits, targets: -stablemax_log_probs(logits).gather(1, targets[:, None])[:, 0],
-}
-
-
-def token_losses(logits, targets, kind="softmax", dtype=torch.float32):
-    """logits (B, T, V), targets (B, T) -> the loss at every position (B, T), computed in dtype.
-
-    Training uses fp32; evaluation float64, since near zero loss fp32's rounding over a large
-    vocabulary is not small (GPT-2's 50,257 tokens at loss 1e-3: fp32 is off by over 20%).
-    """
-    per_token = TOKEN_LOSSES[kind](logits.to(dtype).reshape(-1, logits.size(-1)), targets.reshape(-1))
-    return per_token.view(targets.shape)
-
-
-def masked_token_loss(logits, targets, loss_mask, kind="softmax"):
-    """Mean loss over the positions where loss_mask is True (0 if there are none)."""
-    weights = loss_mask.float()
-    return (token_losses(logits, targets, kind) * weights).sum() / weights.sum().clamp(min=1.0)
-
-
-# How attention is computed: "sdpa" (torch's scaled_dot_product_attention, whichever kernel the
-# sdpa_kernel context picks) or "explicit" (explicit_attention). Set with the attention() context
-# (runtime.forward_context does, for train.attention_kernel: explicit).
+# How attention is computed (GPTConfig.attention): "sdpa" is torch's scaled_dot_product_attention,
+# whichever kernel runtime.forward_context picks; "explicit" is explicit_attention below.
 ATTENTION_KINDS = ("sdpa", "explicit")
-_attention_kind = "sdpa"
-
-
-@contextlib.contextmanager
-def attention(kind):
-    global _attention_kind
-    if kind not in ATTENTION_KINDS:
-        raise ValueError(f"attention kind {kind!r} is not one of {ATTENTION_KINDS}")
-    previous, _attention_kind = _attention_kind, kind
-    try:
-        yield
-    finally:
-        _attention_kind = previous
 
 
 def explicit_attention(q, k, v, mask, dropout=0.0):
@@ -115,6 +69,19 @@ class Packing:
         return x.new_zeros(self.B * self.T, x.size(-1)).index_copy(0, self.real, x).view(self.B, self.T, -1)
 
 
+def mean_token_loss(logits, targets, loss_mask, token_loss=None):
+    """Mean over the positions where loss_mask is True (0 if there are none) of token_loss, a
+    function of logits (N, V) and targets (N,) giving the loss at each (N,); None is softmax
+    cross-entropy. In fp32, also when bf16 autocast hands the logits over in bf16."""
+    logits, flat_targets = logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1)
+    if token_loss is None:
+        per_token = F.cross_entropy(logits, flat_targets, reduction="none")
+    else:
+        per_token = token_loss(logits, flat_targets)
+    weights = loss_mask.float()
+    return (per_token.view(targets.shape) * weights).sum() / weights.sum().clamp(min=1.0)
+
+
 class LayerNorm(nn.Module):
     """LayerNorm whose bias can be switched off (torch's own cannot before 2.1)."""
 
@@ -132,6 +99,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.explicit = config.attention == "explicit"
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -157,7 +125,7 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         dropout = self.dropout if self.training else 0.0
-        if _attention_kind == "explicit":
+        if self.explicit:
             causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
             y = explicit_attention(q, k, v, causal if attn_mask is None else attn_mask, dropout)
         else:  # attn_mask None means plain causal attention (no pads), which SDPA does fastest
@@ -217,6 +185,9 @@ class GPTConfig:
     bias: bool = True
     tie_weights: bool = False  # share the token embedding with the output head
     init_scale: float = 1.0  # multiplies every initial weight's std (GPT-2's 0.02 at 1.0)
+    # "sdpa" or "explicit" (ATTENTION_KINDS): the same function, rounded differently; explicit is
+    # the faster on a CPU with these few-token rows (bench.py)
+    attention: str = "sdpa"
     vocab_size: int = 0
     block_size: int = 0
 
@@ -226,6 +197,8 @@ class GPT(nn.Module):
         super().__init__()
         if config.vocab_size <= 0 or config.block_size <= 0:
             raise ValueError("GPTConfig needs vocab_size and block_size set from the data")
+        if config.attention not in ATTENTION_KINDS:
+            raise ValueError(f"GPTConfig.attention {config.attention!r} is not one of {ATTENTION_KINDS}")
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)
@@ -267,14 +240,14 @@ class GPT(nn.Module):
         diagonal = torch.eye(T, dtype=torch.bool, device=attention_mask.device)
         return (causal & keys) | diagonal
 
-    def forward(self, idx, targets=None, loss_mask=None, attention_mask=None, positions=None, loss_kind="softmax",
+    def forward(self, idx, targets=None, loss_mask=None, attention_mask=None, positions=None, token_loss=None,
                 packed=False):
         """idx, targets, loss_mask, attention_mask: (B, T).
 
-        Returns (logits, loss). The loss is the mean cross-entropy (of softmax, or of StableMax
-        with loss_kind 'stablemax') over positions where loss_mask is True (all positions if no
-        mask) and never over pads. positions (P,), optional: the
-        columns where logits are wanted, the same for every row (say, where the answer of a
+        Returns (logits, loss). The loss is the mean of token_loss (default: softmax
+        cross-entropy; see mean_token_loss) over positions where loss_mask is True (all
+        positions if no mask) and never over pads. positions (P,), optional: the columns where
+        logits are wanted, the same for every row (say, where the answer of a
         fixed-format equation sits); the last block then runs only there, and logits are
         (B, P, V) instead of (B, T, V). The loss is the same either way if the loss lies there.
         packed: run on the real tokens only, the last block and the head only where loss_mask is
@@ -284,7 +257,7 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
         if packed:
-            return self._forward_packed(idx, targets, loss_mask, attention_mask, loss_kind)
+            return self._forward_packed(idx, targets, loss_mask, attention_mask, token_loss)
         attn_mask = None if attention_mask is None else self.attention_mask_4d(attention_mask, T)
         if attention_mask is None:
             pos = torch.arange(T, device=idx.device)  # (T,)
@@ -302,9 +275,9 @@ class GPT(nn.Module):
             loss_mask = loss_mask.bool() & attention_mask.bool()
         if positions is not None:
             targets, loss_mask = targets[:, positions], loss_mask[:, positions]
-        return logits, masked_token_loss(logits, targets, loss_mask, loss_kind)
+        return logits, mean_token_loss(logits, targets, loss_mask, token_loss)
 
-    def _forward_packed(self, idx, targets, loss_mask, attention_mask, loss_kind):
+    def _forward_packed(self, idx, targets, loss_mask, attention_mask, token_loss):
         if loss_mask is None:
             raise ValueError("packed=True needs a loss_mask: it says where logits are wanted")
         real = torch.ones_like(idx, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
@@ -318,28 +291,32 @@ class GPT(nn.Module):
         if targets is None:
             return logits, None
         wanted = targets.flatten()[packing.wanted]
-        return logits, masked_token_loss(logits, wanted, torch.ones_like(wanted, dtype=torch.bool), loss_kind)
+        return logits, mean_token_loss(logits, wanted, torch.ones_like(wanted, dtype=torch.bool), token_loss)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=0.0, top_k=None, eos_id=None, generator=None):
-        """Extend idx (1, T) by up to max_new_tokens, stopping after eos_id.
+        """Extend every row of idx (B, T) by up to max_new_tokens; (B, T + new) comes back.
 
-        temperature 0 is greedy decoding; top_k keeps only the k most likely tokens.
+        temperature 0 is greedy decoding; top_k keeps only the k most likely tokens. Rows finish
+        independently: a row that has produced eos_id gets eos_id from then on, and generation
+        ends once every row has produced it. All rows must be real tokens (no padding).
         """
+        finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size:]
-            logits, _ = self(context)
-            logits = logits[:, -1, :].float()  # (1, V)
+            logits, _ = self(idx[:, -self.config.block_size:])
+            logits = logits[:, -1, :].float()  # (B, V)
             if temperature == 0.0:
-                next_id = logits.argmax(dim=-1, keepdim=True)
+                next_id = logits.argmax(dim=-1)  # (B,)
             else:
                 logits = logits / temperature
                 if top_k is not None:
                     kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
-                probs = F.softmax(logits, dim=-1)
-                next_id = torch.multinomial(probs, num_samples=1, generator=generator)
-            idx = torch.cat([idx, next_id], dim=1)
-            if eos_id is not None and next_id.item() == eos_id:
+                next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)[:, 0]
+            if eos_id is not None:
+                next_id = next_id.masked_fill(finished, eos_id)
+                finished |= next_id == eos_id
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+            if bool(finished.all()):
                 break
         return idx

@@ -96,14 +96,37 @@ def read_metrics(run_dir, allow_empty=False):
 # a test checks that they equal the current defaults.
 KEYS_ADDED_LATER = {"model.init_scale": 1.0, "train.loss": "softmax", "train.perpendicular_grad": False,
                     "train.eval_subset": 0, "train.eval_full_gap": 0, "train.drop_train_acc": 1.0,
-                    "train.packed": False}
+                    "train.packed": False, "model.attention": "sdpa"}
+
+
+def upgrade_config(tree):
+    """A config tree (a YAML file, a run's config.yaml, a checkpoint's config) as this code reads
+    it, for one written before a key moved: train.attention_kernel became model.attention. Its
+    'auto' and 'default' both ran SDPA (they picked different CPU kernels; now the CPU always gets
+    the math one, as 'auto' did), 'explicit' the written-out attention. The tree given is left as it is."""
+    train = tree.get("train")
+    if not isinstance(train, dict) or "attention_kernel" not in train:
+        return tree
+    kernel = train["attention_kernel"]
+    if kernel not in ("auto", "default", "explicit"):
+        raise UserError(f"config key 'train.attention_kernel' (now 'model.attention') is {kernel!r}; "
+                        "write model.attention: sdpa or explicit instead")
+    model = tree.get("model") or {}
+    if not isinstance(model, dict):
+        raise UserError("config section 'model' must be a mapping of keys to values")
+    attention = "explicit" if kernel == "explicit" else "sdpa"
+    if model.get("attention", attention) != attention:
+        raise UserError(f"the config sets both model.attention: {model['attention']} and the old key it replaced, "
+                        f"train.attention_kernel: {kernel}; keep model.attention only")
+    train = {key: value for key, value in train.items() if key != "attention_kernel"}
+    return {**tree, "model": {**model, "attention": attention}, "train": train}
 
 
 def read_run_config(run_dir):
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"'{run_dir}' has no config.yaml; pass run directories written by train.py")
-    return yaml.safe_load(path.read_text())
+    return upgrade_config(yaml.safe_load(path.read_text()))
 
 
 def heldout_split(records):

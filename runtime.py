@@ -1,4 +1,4 @@
-"""Where and how the model runs: device, precision, attention kernel, seeds and RNG states."""
+"""Where and how the model runs: device, precision, SDPA kernel, seeds and RNG states."""
 
 import contextlib
 import random
@@ -6,7 +6,6 @@ import random
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from model import attention
 from runlog import UserError
 
 
@@ -15,8 +14,11 @@ def device_type(device):
     return torch.device(device).type
 
 
-def forward_context(device, precision="fp32", attention_kernel="auto"):
-    """A factory of contexts to run the model in: bf16 autocast and the attention kernel choice."""
+def forward_context(device, precision="fp32"):
+    """A factory of contexts to run the model in: bf16 autocast, and on a CPU SDPA's math kernel.
+
+    Whether attention goes through SDPA at all is the model's own setting (GPTConfig.attention).
+    """
     kind = device_type(device)
 
     @contextlib.contextmanager
@@ -25,10 +27,8 @@ def forward_context(device, precision="fp32", attention_kernel="auto"):
             if precision == "bf16":
                 stack.enter_context(torch.autocast(device_type=kind, dtype=torch.bfloat16))
             # SDPA's math kernel beats its CPU flash kernel on these few-token sequences (bench.py).
-            if attention_kernel == "auto" and kind == "cpu":
+            if kind == "cpu":
                 stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-            if attention_kernel == "explicit":
-                stack.enter_context(attention("explicit"))
             yield
     return context
 

@@ -103,12 +103,31 @@ def dataset_dir(data):
     return Path("data") / f"{name}{data.p}_train{data.train_frac:g}_val{data.val_frac:g}_seed{data.data_seed}{padded}"
 
 
-def _identity(data):
+def split_identity(data):
+    """What fixes a modular data set's examples and split: what its meta.json records."""
     identity = {"op": data.op, "p": data.p, "train_frac": data.train_frac,
                 "val_frac": data.val_frac, "data_seed": data.data_seed}
-    if data.pad_numbers:  # only when set, so that data sets written before the option still match
+    if data.pad_numbers:  # only when set: data sets and checkpoints written before the option lack it
         identity["pad_numbers"] = True
     return identity
+
+
+def data_identity(data):
+    """What fixes a run's examples, their split and their tokens: a resume must not change any
+    of it. Checkpoints store it."""
+    if data.kind == "text":
+        return {"kind": "text", "text": list(data.text), "mask_first": data.mask_first, "tokenizer": data.tokenizer}
+    return {"kind": "modular", **split_identity(data), "tokenizer": data.tokenizer}
+
+
+def first_difference(stored, wanted):
+    """The first key of the identity wanted that the stored one gives another value, or None.
+    A key the stored identity lacks is not compared, except pad_numbers of modular data: written
+    only when True, so its absence (on either side) means False."""
+    if "op" in wanted:
+        stored = {**stored, "pad_numbers": stored.get("pad_numbers", False)}
+        wanted = {**wanted, "pad_numbers": wanted.get("pad_numbers", False)}
+    return next((key for key, value in wanted.items() if key in stored and stored[key] != value), None)
 
 
 def write_dataset(data):
@@ -116,7 +135,7 @@ def write_dataset(data):
     out = dataset_dir(data)
     splits = split_equations(all_equations(data.op, data.p), data.train_frac, data.val_frac, data.data_seed)
     out.mkdir(parents=True, exist_ok=True)
-    meta = dict(_identity(data), counts={}, sha256={})
+    meta = dict(split_identity(data), counts={}, sha256={})
     for name, rows in splits.items():
         text = "".join(format_equation(a, data.op, b, c, number_width(data)) + "\n" for a, b, c in rows)
         (out / f"{name}.txt").write_text(text)
@@ -133,14 +152,11 @@ def check_dataset(data):
         meta = json.loads((out / "meta.json").read_text())
     except (OSError, json.JSONDecodeError):
         raise UserError(f"'{out}' has no readable meta.json; delete the folder to regenerate it")
-    wanted = dict(_identity(data), pad_numbers=data.pad_numbers)
-    meta = dict(meta, pad_numbers=meta.get("pad_numbers", False))  # no key: written unpadded
-    differs = [k for k in wanted if meta.get(k) != wanted[k]]
-    if differs:
-        k = differs[0]
+    k = first_difference(meta, split_identity(data))
+    if k is not None:
         raise UserError(
-            f"data directory '{out}' was made with {k}={meta.get(k)!r} but the config asks for "
-            f"{k}={wanted[k]!r}; point data.data_dir elsewhere or delete '{out}'"
+            f"data directory '{out}' was made with {k}={meta.get(k, False)!r} but the config asks for "
+            f"{k}={getattr(data, k)!r}; point data.data_dir elsewhere or delete '{out}'"
         )
     for name, digest in meta["sha256"].items():
         path = out / f"{name}.txt"

@@ -30,15 +30,16 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from checkpoint import check_same_data, data_identity, load_checkpoint, save_checkpoint
+from checkpoint import check_same_data, load_checkpoint, save_checkpoint
 from config import apply_override, config_from_dict, config_to_dict, describe_keys, load_config, validate
+from levers import lr_at
 from metrics import evaluation_record
 from model import GPT
 from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
 from runtime import forward_context, pick_device, seed_everything
-from tasks import load_splits
+from tasks import data_identity, load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
-from training import TrainState, eval_steps, lr_at, train_step
+from training import TrainState, eval_steps, train_step
 
 
 class Distributed:
@@ -337,7 +338,7 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
     resumed_at = state.step if resumed else None
     model = torch.compile(state.model) if tc.compile else state.model
     trained = DistributedDataParallel(model) if ddp.world > 1 else model
-    context = forward_context(ddp.device, tc.precision, tc.attention_kernel)
+    context = forward_context(ddp.device, tc.precision)
     inputs = batch_model_inputs(batches["train"])  # fixed-length data: no mask, outputs only at the answer
     evals = Evaluations(tc, out, resumed_at) if ddp.is_main else None
     grid = eval_steps(tc)

@@ -69,6 +69,30 @@ def test_keys_added_later_stand_for_the_defaults():
         assert defaults[section][key] == value, dotted
 
 
+def test_model_attention_is_checked_against_its_choices():
+    assert load_config(None, ["--model.attention=explicit"]).model.attention == "explicit"
+    with pytest.raises(UserError, match="model.attention.*choose one of: sdpa, explicit"):
+        load_config(None, ["--model.attention=flash"])
+    with pytest.raises(UserError, match="'train.attention_kernel' is now 'model.attention'"):
+        load_config(None, ["--train.attention_kernel=explicit"])
+
+
+@pytest.mark.parametrize("kernel, attention", [("explicit", "explicit"), ("auto", "sdpa"), ("default", "sdpa")])
+def test_configs_written_before_model_attention_still_load(kernel, attention, tmp_path):
+    # Checkpoints, run logs' config.yaml and config files of that time set train.attention_kernel.
+    old = config_to_dict(load_config())
+    del old["model"]["attention"]
+    old["train"]["attention_kernel"] = kernel
+    old["model"]["vocab_size"], old["model"]["block_size"] = 12, 6
+    assert config_from_dict(old).model.attention == attention
+    assert load_config(write(tmp_path, f"train:\n  attention_kernel: {kernel}\n")).model.attention == attention
+    (tmp_path / "child.yaml").write_text(f"base: {tmp_path / 'c.yaml'}\nmodel:\n  n_layer: 1\n")
+    assert load_config(tmp_path / "child.yaml").model.attention == attention
+    with pytest.raises(UserError, match="keep model.attention only"):
+        load_config(write(tmp_path, f"model:\n  attention: {'sdpa' if attention == 'explicit' else 'explicit'}\n"
+                                    f"train:\n  attention_kernel: {kernel}\n"))
+
+
 def test_cli_error_is_one_line_without_traceback(tmp_path):
     result = run_script("train.py", "--config", write(tmp_path, "train:\n  lrr: 1\n"), check=False)
     assert result.returncode == 2

@@ -8,8 +8,8 @@ from config import DataConfig
 from runlog import UserError
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, tokenizer_from_state
 from conftest import needs_gpt2, run_script
-from tasks import (all_equations, all_pair_examples, check_dataset, dataset_dir, ensure_dataset, load_splits,
-                   read_split, split_equations, write_dataset)
+from tasks import (all_equations, all_pair_examples, check_dataset, data_identity, dataset_dir, ensure_dataset,
+                   first_difference, load_splits, read_split, split_equations, write_dataset)
 from model import GPT, GPTConfig
 
 
@@ -88,6 +88,24 @@ def test_data_dir_that_disagrees_with_config_is_refused(tmp_path):
     (tmp_path / "d" / "val.txt").write_text("1+1=3\n")
     with pytest.raises(UserError, match="changed"):
         check_dataset(data)
+
+
+def test_a_resume_is_refused_on_other_data_and_old_identities_still_match():
+    from checkpoint import check_same_data
+
+    data = DataConfig(op="+", p=7)
+    written_before_pad_numbers = {k: v for k, v in data_identity(data).items() if k != "pad_numbers"}
+    check_same_data({"data": written_before_pad_numbers}, data, "runs/x")  # no key: unpadded
+    check_same_data({"data": {"kind": "modular", "op": "+"}}, data, "runs/x")  # missing keys are not compared
+    assert first_difference(written_before_pad_numbers, data_identity(DataConfig(op="+", p=7, pad_numbers=True))) \
+        == "pad_numbers"
+    with pytest.raises(UserError, match=r"data.p=7; resuming it with data.p=11"):
+        check_same_data({"data": data_identity(data)}, DataConfig(op="+", p=11), "runs/x")
+    with pytest.raises(UserError, match="data.tokenizer"):
+        check_same_data({"data": data_identity(data)}, DataConfig(op="+", p=7, tokenizer="char"), "runs/x")
+    text = DataConfig(kind="text", tokenizer="char", text=["hello"])
+    assert first_difference(data_identity(text), data_identity(DataConfig(kind="text", tokenizer="char",
+                                                                          text=["hellO"]))) == "text"
 
 
 def test_generate_on_first_use(tmp_path):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from config import TrainConfig, load_config
-from model import GPT, GPTConfig, masked_token_loss, stablemax_log_probs
+from levers import (OPTIMIZERS, TOKEN_LOSSES, ChainedOptimizer, PerpendicularGradient, lr_at, make_optimizer,
+                    parameter_groups, stablemax_log_probs, token_losses)
+from model import GPT, GPTConfig
 from runlog import grokking_summary
-from training import OPTIMIZERS, ChainedOptimizer, PerpendicularGradient, lr_at, make_optimizer, parameter_groups
 
 
 def tiny(**kw):
@@ -20,11 +21,24 @@ def test_stablemax_probabilities_by_hand():
     logits = torch.tensor([[2.0, 0.0, -1.0]])  # s = 3, 1, 1/2: probabilities 3/4.5, 1/4.5, 0.5/4.5
     probs = stablemax_log_probs(logits).exp()
     assert torch.allclose(probs, torch.tensor([[3 / 4.5, 1 / 4.5, 0.5 / 4.5]]))
-    targets, mask = torch.tensor([[0]]), torch.tensor([[True]])
-    loss = masked_token_loss(logits[:, None, :], targets, mask, "stablemax")
-    assert loss.item() == pytest.approx(-math.log(3 / 4.5))
-    assert masked_token_loss(logits[:, None, :], targets, mask).item() == pytest.approx(
-        -torch.log_softmax(logits, -1)[0, 0].item())
+    targets = torch.tensor([[0]])
+    loss = token_losses(logits[:, None, :], targets, "stablemax")
+    assert loss.shape == (1, 1) and loss.item() == pytest.approx(-math.log(3 / 4.5))
+    softmax = -torch.log_softmax(logits, -1)[0, 0]
+    assert token_losses(logits[:, None, :], targets).item() == pytest.approx(softmax.item())
+
+
+def test_the_model_averages_the_token_loss_it_is_given_over_the_loss_mask():
+    model = tiny()
+    idx, targets = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
+    loss_mask = torch.zeros(2, 6, dtype=torch.bool)
+    loss_mask[0, 4] = loss_mask[1, 5] = True
+    logits, default = model(idx, targets, loss_mask)
+    for kind, token_loss in TOKEN_LOSSES.items():
+        _, loss = model(idx, targets, loss_mask, token_loss=token_loss)
+        assert loss.item() == pytest.approx(token_losses(logits, targets, kind)[loss_mask].mean().item(), rel=1e-6)
+    _, softmax = model(idx, targets, loss_mask, token_loss=TOKEN_LOSSES["softmax"])
+    assert torch.equal(default, softmax)  # the model's default is the softmax entry
 
 
 def test_perpendicular_gradient_removes_the_part_along_the_weights():

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, attention, explicit_attention
+from model import GPT, GPTConfig, explicit_attention
 
 
 def tiny(**kw):
@@ -108,6 +108,24 @@ def test_generate_greedy_stops_at_eos():
     assert stopped.shape == (1, 3)
 
 
+def test_generate_stops_rows_independently():
+    model = tiny()
+    prompts = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    alone = [model.generate(row[None], max_new_tokens=5)[0, 2:] for row in prompts]
+    eos = int(alone[0][1])  # row 0 says it second; the other rows may say it later, or never
+    together = model.generate(prompts, max_new_tokens=5, eos_id=eos)
+    for row, free in zip(together[:, 2:], alone):
+        first = (free == eos).nonzero()
+        if len(first):  # the same tokens up to and including its first EOS, then EOS only
+            n = int(first[0]) + 1
+            assert torch.equal(row[:n], free[:n]) and (row[n:] == eos).all()
+        else:
+            assert torch.equal(row[:len(free)], free)
+    stops = [int((row == eos).nonzero()[0]) if (row == eos).any() else None for row in alone]
+    assert len(set(stops)) > 1  # the rows do finish at different steps
+    assert together.size(1) == 2 + (5 if None in stops else max(stops) + 1)
+
+
 def test_generate_top_k_1_equals_greedy():
     model = tiny()
     g = torch.Generator().manual_seed(0)
@@ -155,9 +173,9 @@ def test_packed_gives_the_padded_batch_logits_loss_and_gradients(left, kind):
     idx, targets, loss_mask, real = ragged_batch(left)
     dense_logits, dense_loss = model(idx, targets, loss_mask, real)
     dense_grads = torch.autograd.grad(dense_loss, list(model.parameters()))
-    with attention(kind):
-        logits, loss = model(idx, targets, loss_mask, real, packed=True)
-        grads = torch.autograd.grad(loss, list(model.parameters()))
+    model = tiny(attention=kind).double()  # the same weights (the same seed), attention as asked
+    logits, loss = model(idx, targets, loss_mask, real, packed=True)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
     assert logits.shape == (int(loss_mask.sum()), 11)  # only the loss tokens, flat in row-major order
     assert torch.allclose(logits, dense_logits[loss_mask].to(logits.dtype), atol=1e-9)
     assert loss.item() == pytest.approx(dense_loss.item(), rel=1e-6)  # the loss itself is fp32
@@ -169,20 +187,18 @@ def test_packed_gives_the_padded_batch_logits_loss_and_gradients(left, kind):
 
 
 def test_explicit_attention_matches_sdpa_causal_masked_and_at_positions():
-    model = tiny().double()
+    model, written_out = tiny().double(), tiny(attention="explicit").double()
     idx, targets, loss_mask, real = ragged_batch(left=True)
     cols = torch.tensor([5, 6, 7])
     for kwargs in ({}, {"attention_mask": real}, {"positions": cols}, {"attention_mask": real, "positions": cols}):
         reference, _ = model(idx, **kwargs)
-        with attention("explicit"):
-            explicit, _ = model(idx, **kwargs)
+        explicit, _ = written_out(idx, **kwargs)
         assert torch.allclose(reference, explicit, atol=1e-9), kwargs
     q, k, v = torch.randn(3, 2, 2, 5, 4, dtype=torch.double).unbind(0)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     assert torch.allclose(explicit_attention(q, k, v, causal), F.scaled_dot_product_attention(q, k, v, is_causal=True))
     with pytest.raises(ValueError, match="not one of"):
-        with attention("flash"):
-            pass
+        tiny(attention="flash")
 
 
 @pytest.mark.parametrize("left", [False, True])

@@ -11,10 +11,11 @@ from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from config import TrainConfig
 from conftest import ROOT, needs_gpt2, run_script
 from evaluate import score
+from levers import Grokfast, lr_at
 from runlog import UserError
 from tasks import load_splits
 from train import main as train_main
-from training import Grokfast, eval_steps, lr_at
+from training import eval_steps
 
 
 def tiny_args(tmp_path, *extra, name="run"):
@@ -128,7 +129,7 @@ def test_packed_explicit_run_follows_the_default_run(tmp_path):
     common = ["--train.max_steps=30", "--data.tokenizer=char", "--data.p=11"]
     train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, *common, name="default")])
     train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, *common, "--train.packed=true",
-                                                             "--train.attention_kernel=explicit", name="fast")])
+                                                             "--model.attention=explicit", name="fast")])
     default, fast = records(tmp_path / "default"), records(tmp_path / "fast")
     assert [r["step"] for r in default] == [r["step"] for r in fast]
     assert default[-1]["train_loss"] < 0.8 * default[0]["train_loss"]  # it learned something
