@@ -210,19 +210,18 @@ def spectrum_measures(model, task):
 @torch.no_grad()
 def answer_logits(model, task, ids):
     """(logits (N, p) over the residues at the answer position, a (N,), b (N,)) of the first
-    LOSS_PAIRS training pairs. Number-token rows read [EOS, a, op, b, =, c]; c is the first loss position."""
+    LOSS_PAIRS training pairs, whose number-token rows read [EOS, a, op, b, =] -> [a, op, b, =, c]."""
     model = _plain(model)
-    idx, loss_mask = task.train_batch["idx"][:LOSS_PAIRS], task.train_batch["loss_mask"][:LOSS_PAIRS]
-    column = int(loss_mask[0].nonzero()[0])
+    idx, targets = task.train_batch["idx"][:LOSS_PAIRS], task.train_batch["targets"][:LOSS_PAIRS]
     residue_of = torch.full((model.config.vocab_size,), -1, dtype=torch.long)
     residue_of[ids] = torch.arange(len(ids))
-    a, b = residue_of[idx[:, 1].cpu()], residue_of[idx[:, 3].cpu()]
-    if bool((a < 0).any() or (b < 0).any() or not loss_mask[:, column].all()):
+    a, b, c = (residue_of[column.cpu()] for column in (idx[:, 1], idx[:, 3], targets[:, 4]))
+    if bool((a < 0).any() or (b < 0).any() or (c < 0).any()):
         raise ValueError("training rows are not number-token equations [EOS, a, op, b, =, c]")
     was_training = model.training
     model.eval()
     with task.context() if task.context else contextlib.nullcontext():
-        logits, _ = model(idx, positions=torch.tensor([column], device=idx.device))  # (N, 1, V)
+        logits, _ = model(idx, positions=torch.tensor([4], device=idx.device))  # (N, 1, V): after '='
     model.train(was_training)
     return logits[:, 0, ids.to(idx.device)].float().cpu(), a, b
 
