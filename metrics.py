@@ -1,8 +1,11 @@
 """Metrics: functions from a model and tensors to numbers, registered by name.
 
 SPLIT_METRICS are computed on each evaluated split from one pass of the model (logged as
-<split>_<name>); MODEL_METRICS from the weights alone (logged under their own name). A new
-metric is a new entry; train.py logs every entry at every evaluation, evaluate.py prints them.
+<split>_<name>); MODEL_METRICS from the weights alone (logged under their own name);
+TASK_METRICS from the model and the run's task (progress.Task: data config, tokenizer, training
+batch), each giving {logged name: value}, {} where it does not apply: the progress measures of
+progress.py. A new metric is a new entry; train.py logs every entry at every evaluation,
+evaluate.py prints the split metrics.
 """
 
 import contextlib
@@ -11,6 +14,7 @@ from collections import defaultdict
 
 import torch
 
+import progress
 from levers import token_losses
 from tokens import batch_model_inputs, slice_batch
 
@@ -37,6 +41,9 @@ def _weight_norm(model):
 
 
 MODEL_METRICS = {"weight_norm": _weight_norm}
+
+# (model, task) -> {logged name: value}; each gets the whole training split whatever `subset` is.
+TASK_METRICS = {"fourier_spectrum": progress.spectrum_measures, "fourier_losses": progress.loss_measures}
 
 
 @torch.no_grad()
@@ -84,8 +91,9 @@ def score_split(model, batch, eval_batch_size, context, loss_kind="softmax", pac
     return {name: metric(out) for name, metric in SPLIT_METRICS.items()}
 
 
-def evaluation_record(model, batches, train_cfg, context, subset=0):
-    """One log record's metrics: every split metric on every evaluated split, then the model's.
+def evaluation_record(model, batches, train_cfg, context, subset=0, task=None):
+    """One log record's metrics: every split metric on every evaluated split, then the model's,
+    then the task's if a task (progress.Task) is given.
 
     subset > 0 scores only the first `subset` examples of each split (the splits are shuffled,
     so that is a fixed random sample) and says so in the record.
@@ -98,6 +106,9 @@ def evaluation_record(model, batches, train_cfg, context, subset=0):
             record[f"{split}_{name}"] = value
     for name, metric in MODEL_METRICS.items():
         record[name] = metric(model)
+    if task is not None:
+        for metric in TASK_METRICS.values():
+            record.update(metric(model, task))
     if subset:
         record["subset"] = subset
     return record

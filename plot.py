@@ -1,16 +1,24 @@
-"""Figures from run directories (their metrics.jsonl and config.yaml; nothing else).
+"""Figures from run directories (their metrics.jsonl and config.yaml; nothing else), or with
+--spectrum from checkpoints.
 
     python plot.py experiments/div97_paper/div97_paper_s0 experiments/div97_paper/div97_paper_s1 --out experiments/div97_paper/div97_paper.png
     python plot.py experiments/ablate_wd/* --group-by train.weight_decay --out wd.png
+    python plot.py --spectrum checkpoints/div97.pt runs/div97_memorised --out spectrum.png
 
 Default: accuracy (top) and loss (bottom) against optimisation steps on a log axis, as in Figure 1
 of Power et al. 2022. Several runs are drawn as the mean with a min-max band; dotted lines mark the
-first steps where train and validation accuracy reach 99%. --group-by overlays one curve per value
-of a config key (or per combination of values of several keys); with --panels, one small panel
-per value instead, each seed drawn as its own line, so collapses are not averaged away.
+first steps where train and validation accuracy reach 99%. Under them, where the logs carry them,
+the weight norm and the progress measures of progress.py (fourier_*: the embedding's power share in
+its key frequencies; the training loss in full, restricted to them and without them). --group-by
+overlays one curve per value of a config key (or per combination of values of several keys); with
+--panels, one small panel per value instead, each seed drawn as its own line, so collapses are not
+averaged away.
+--spectrum draws checkpoints instead: the power of each one's token embedding per frequency (bars),
+the residues in the order of progress.py (discrete-log order for / and *); this mode loads torch.
 """
 
 import argparse
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -55,15 +63,51 @@ def step_grid(runs):
     return np.array([max(s, 1) for s in steps], dtype=float)  # step 0 sits at 1 on a log axis
 
 
+def progress_keys(runs):
+    """The progress measures every run logged, found by name (progress.py writes them): the top-k
+    power share, and the training losses (full, restricted, excluded); ([], []) if none."""
+    logged = [set().union(*records) for records in runs]
+    common = set.intersection(*logged)
+    shares = sorted(k for k in common if re.fullmatch(r"fourier_top\d+_share", k))
+    losses = [k for k in ("fourier_full_loss", "fourier_restricted_loss", "fourier_excluded_loss") if k in common]
+    return shares, losses
+
+
+def draw_progress(axes, runs, grid, shares, losses):
+    """Nanda et al. 2023's picture under the accuracy: how much of the embedding sits in its key
+    frequencies, and how the training loss fares with only them (restricted) or without them
+    (excluded). axes: one panel for the shares if any, then one for the losses if any."""
+    axes = iter(axes)
+    if shares:
+        ax = next(axes)
+        for key in shares:
+            count = re.fullmatch(r"fourier_top(\d+)_share", key)[1]
+            draw_band(ax, grid, on_grid(runs, key, grid), f"top {count} frequencies", "tab:orange")
+        ax.set_ylabel("embedding power share")
+        ax.set_ylim(-0.02, 1.02)
+    if losses:
+        ax = next(axes)
+        colors = {"full": "tab:red", "restricted": "tab:orange", "excluded": "tab:gray"}
+        for key in losses:
+            name = key.split("_")[1]
+            draw_band(ax, grid, on_grid(runs, key, grid), name, colors[name])
+        ax.set_ylabel("train loss, answer token")
+        ax.set_yscale("log")
+
+
 def figure_runs(run_dirs, out, title=None):
     runs = [read_metrics(d) for d in run_dirs]
     grid = step_grid(runs)
     with_norm = all(any("weight_norm" in r for r in records) for records in runs)
-    fig, axes = plt.subplots(3 if with_norm else 2, 1, figsize=(7, 9 if with_norm else 7), sharex=True)
+    shares, losses = progress_keys(runs)
+    n = 2 + with_norm + bool(shares) + bool(losses)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 7 if n == 2 else 3 + 2 * n), sharex=True)
     acc_ax, loss_ax = axes[:2]
     if with_norm:  # the weights' norm under the curves: what weight decay shrinks while grokking
         draw_band(axes[2], grid, on_grid(runs, "weight_norm", grid), "all parameters", "tab:purple")
         axes[2].set_ylabel("weight norm (L2)")
+    progress_axes = list(axes[2 + with_norm:])
+    draw_progress(progress_axes, runs, grid, shares, losses)
     colors = {"train": "tab:red", "val": "tab:green", "test": "tab:blue"}
     for split in ("train", "val"):
         if not any(f"{split}_acc" in r[0] for r in runs):
@@ -71,8 +115,9 @@ def figure_runs(run_dirs, out, title=None):
         draw_band(acc_ax, grid, on_grid(runs, f"{split}_acc", grid) * 100, split, colors[split])
         draw_band(loss_ax, grid, on_grid(runs, f"{split}_loss", grid), split, colors[split])
         reached = [first_step(r, f"{split}_acc", GROKKED) for r in runs]
-        for step in filter(None, reached):
-            acc_ax.axvline(max(step, 1), color=colors[split], ls=":", lw=1)
+        for step in filter(None, reached):  # also on the progress panels: what moved before 99%
+            for ax in [acc_ax, *progress_axes]:
+                ax.axvline(max(step, 1), color=colors[split], ls=":", lw=1)
     acc_ax.set_ylabel("accuracy (%)")
     acc_ax.set_ylim(-2, 102)
     loss_ax.set_ylabel("loss (answer tokens)")
@@ -82,8 +127,8 @@ def figure_runs(run_dirs, out, title=None):
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
-    n = f"{len(runs)} runs: mean, min-max band" if len(runs) > 1 else "1 run"
-    acc_ax.set_title(title or f"{Path(run_dirs[0]).name} ({n}; dotted: first 99%)")
+    count = f"{len(runs)} runs: mean, min-max band" if len(runs) > 1 else "1 run"
+    acc_ax.set_title(title or f"{Path(run_dirs[0]).name} ({count}; dotted: first 99%)")
     save(fig, out)
     return fig
 
@@ -175,6 +220,37 @@ def figure_panels(run_dirs, keys, out, title=None, split="val"):
     return fig
 
 
+def figure_spectrum(checkpoints, out, title=None):
+    """One bar chart per checkpoint, side by side: the share of its token embedding's power at each
+    frequency (the constant left out), key frequencies labelled. Loads torch, unlike the rest."""
+    from checkpoint import load_checkpoint, model_from_checkpoint
+    from progress import TOP_FREQUENCIES, checkpoint_spectrum, key_frequencies, top_share
+
+    fig, axes = plt.subplots(1, len(checkpoints), figsize=(4.5 * len(checkpoints), 3.4), sharey=True, squeeze=False)
+    for ax, path in zip(axes[0], checkpoints):
+        ckpt = load_checkpoint(path)
+        model, tokenizer, cfg = model_from_checkpoint(ckpt)
+        try:
+            power, order = checkpoint_spectrum(model, tokenizer, cfg.data)
+        except ValueError as e:
+            raise UserError(f"--spectrum cannot read '{path}': {e}")
+        share = (power[1:] / power[1:].sum()).numpy()
+        keys = key_frequencies(power)
+        frequencies = np.arange(1, len(share) + 1)
+        ax.bar(frequencies, share, color=["tab:orange" if k in keys else "tab:gray" for k in frequencies], width=0.8)
+        for k in keys:
+            ax.annotate(str(k), (k, share[k - 1]), ha="center", va="bottom", fontsize=7)
+        ax.set_title(f"{Path(path).name} (step {ckpt.get('step', '?')})\n{cfg.data.op} mod {cfg.data.p}, {order}: "
+                     f"top {TOP_FREQUENCIES} hold {top_share(power):.0%}", fontsize=8)
+        ax.set_xlabel("frequency (cycles around the residues)")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("share of embedding power")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save(fig, out)
+    return fig
+
+
 def save(fig, out):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +262,8 @@ def save(fig, out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.yaml)")
+    parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.yaml); "
+                        "with --spectrum, checkpoints (.pt files or run directories)")
     parser.add_argument("--out", required=True, help="output image, e.g. experiments/div97_paper/div97_paper.png")
     parser.add_argument("--group-by", metavar="KEY", nargs="+",
                         help="overlay one curve per value of this config key, e.g. train.weight_decay "
@@ -194,8 +271,15 @@ def main():
     parser.add_argument("--split", default="val", choices=["val", "test"], help="held-out split for --group-by (default val)")
     parser.add_argument("--panels", action="store_true",
                         help="with --group-by: one panel per group, one line per seed (held-out accuracy)")
+    parser.add_argument("--spectrum", action="store_true",
+                        help="draw the token embedding's power per frequency of each checkpoint (number tokens)")
     parser.add_argument("--title")
     args = parser.parse_args()
+    if args.spectrum:
+        if args.group_by or args.panels:
+            raise UserError("--spectrum draws checkpoints; it takes neither --group-by nor --panels")
+        figure_spectrum(args.runs, args.out, args.title)
+        return
     if args.panels and not args.group_by:
         raise UserError("--panels needs --group-by KEY: it draws one panel per value of the key")
     for d in args.runs:

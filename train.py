@@ -35,6 +35,7 @@ from config import apply_override, config_from_dict, config_to_dict, describe_ke
 from levers import lr_at
 from metrics import evaluation_record
 from model import GPT
+from progress import Task
 from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
 from runtime import forward_context, pick_device, seed_everything
 from tasks import data_identity, load_splits
@@ -200,8 +201,8 @@ def _flat(tree, prefix=""):
 class Evaluations:
     """When to evaluate, on how much, and the stop rule; writes metrics.jsonl (rank 0 only)."""
 
-    def __init__(self, tc, out, resumed_at):
-        self.tc, self.path, self.steps = tc, out / "metrics.jsonl", eval_steps(tc)
+    def __init__(self, tc, out, resumed_at, task=None):
+        self.tc, self.path, self.steps, self.task = tc, out / "metrics.jsonl", eval_steps(tc), task
         self.last_full, self.hits, self.seconds = -math.inf, 0, 0.0
         if resumed_at is not None:
             _truncate_metrics(self.path, resumed_at)
@@ -223,7 +224,7 @@ class Evaluations:
         full = not tc.eval_subset or tc.eval_subset >= smallest or step - self.last_full >= tc.eval_full_gap \
             or step == tc.max_steps
         record = {"step": step, "lr": lr_at(max(step - 1, 0), tc, state.memorised_at),
-                  **evaluation_record(model, batches, tc, context, 0 if full else tc.eval_subset)}
+                  **evaluation_record(model, batches, tc, context, 0 if full else tc.eval_subset, self.task)}
         record["elapsed"] = round(elapsed(), 3)
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
@@ -296,8 +297,12 @@ def train(args, overrides):
     log(f"{state.model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, block "
         f"{cfg.model.block_size}, device {ddp.device}, train {state.order.n} examples, batch {state.order.batch_size}"
         + (f"; resuming {out} from step {state.step}" if resume_ckpt else ""))
+    # what metrics.TASK_METRICS read beside the model
+    task = Task(cfg.data, tokenizer, batches["train"], forward_context(ddp.device, tc.precision))
+    if task.note():
+        log(task.note())
     try:
-        seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, resume_ckpt is not None, log)
+        seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resume_ckpt is not None, log)
         if ddp.is_main:
             # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
             dump_json(out / "summary.json", {"step": state.step, "seconds": round(seconds, 1), "eval_seconds":
@@ -328,7 +333,7 @@ def what_next(cfg, out, splits):
     return "\n".join(lines)
 
 
-def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
+def run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resumed, log):
     """Evaluate on the grid, checkpoint, step; until max_steps, the stop rule or a signal.
 
     A checkpoint at step s is written after the evaluation at s, so resuming from it neither
@@ -340,7 +345,7 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, resumed, log):
     trained = DistributedDataParallel(model) if ddp.world > 1 else model
     context = forward_context(ddp.device, tc.precision)
     inputs = batch_model_inputs(batches["train"])  # fixed-length data: no mask, outputs only at the answer
-    evals = Evaluations(tc, out, resumed_at) if ddp.is_main else None
+    evals = Evaluations(tc, out, resumed_at, task) if ddp.is_main else None
     grid = eval_steps(tc)
     stop_signal, start = [], time.time()
     handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
