@@ -186,7 +186,7 @@ def grokking_summary(records, heldout=None):
         out[f"lag_{tag}"] = None if train_step is None or held_step is None else held_step - train_step
     # the delay as the log-x plot shows it: 3 means the held-out curve reaches 99% half a decade later
     train_99, held_99 = out["train_99"], out[f"{heldout}_99"]
-    out["delay_99"] = None if train_99 is None or held_99 is None else round(held_99 / train_99, 2)
+    out["delay_99"] = None if not train_99 or held_99 is None else round(held_99 / train_99, 2)  # none from step 0
     out["grokked_at"] = grokked_and_held(records, key)
     out["grokked"] = out["grokked_at"] is not None
     out[f"lowest_{heldout}_after_99"], out["falls_below_90"] = after_grokking(records, key)

@@ -45,12 +45,14 @@ for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub11
   plot $E/warmup_muon/warmup_muon_$c.png "$E/warmup_muon/${c}_s*" \
     --title "warm-up grid: $c (character tokens, padded numbers, Muon recipe), seeds 0-2"
 done
-plot $E/div97_char/div97_char_muon.png "$E/div97_char/*_s*" \
-  --title "x/y mod 97, character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps"
-plot $E/div97_char_padded/div97_char_padded.png "$E/div97_char_padded/*_s*" \
-  --title "x/y mod 97, character tokens padded to 2 digits, warm-up recipe (Muon), seeds 0-2"
-plot $E/div97_char_padded_1e5/div97_char_padded_1e5.png "$E/div97_char_padded_1e5/*_s*" \
-  --title "x/y mod 97, char tokens padded, warm-up recipe, seeds 0-1, 1e5 steps"
+# x/y mod 97 with character tokens and the warm-up recipe (Muon): study, then title
+for study in "div97_char:character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps" \
+             "div97_char_padded:character tokens padded to 2 digits, warm-up recipe (Muon), seeds 0-2" \
+             "div97_char_padded_1e5:char tokens padded, warm-up recipe, seeds 0-1, 1e5 steps"; do
+  name=${study%%:*}
+  out=$E/$name/$name.png; [ $name = div97_char ] && out=$E/div97_char/div97_char_muon.png
+  plot $out "$E/$name/*_s*" --title "x/y mod 97, ${study#*:}"
+done
 # The archive: superseded warm-up studies, still cited by the report.
 A=$E/archive
 plot $A/warmup_first/warmup_first.png "$A/warmup_first/*_s*" --group-by name --split val \

@@ -116,3 +116,8 @@ def test_grokked_and_held():
     subset = grokking_summary(log([0.1, 0.995, 1.0])[:1] + [{"step": 50, "val_acc": 1.0, "subset": 512}]
                               + log([0.1, 0.5, 1.0])[1:], "val")
     assert subset["val_99"] == 200  # records scored on a subset do not count
+    # the delay: held-out 99% step over train 99% step; none when train accuracy starts at 99%
+    assert held["train_99"] == 0 and held["delay_99"] is None
+    later = grokking_summary([{"step": s, "train_acc": t, "val_acc": v} for s, t, v in
+                              [(0, 0.0, 0.0), (100, 0.995, 0.01), (400, 1.0, 0.2), (900, 1.0, 0.999)]], "val")
+    assert later["train_99"] == 100 and later["val_99"] == 900 and later["delay_99"] == 9.0
