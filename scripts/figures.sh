@@ -18,6 +18,10 @@ plot $E/sanity/sanity.png "$E/sanity/sanity" --title "I love machine learning (c
 plot $E/div97_main/div97_main.png "$E/div97_main/div97_s0" --title "x/y mod 97, configs/div97.yaml, seed 0"
 plot $E/div97_confirm/div97_confirm.png "$E/div97_confirm/div97_s* $E/div97_confirm_noclip/div97_s*" \
   --group-by train.grad_clip --panels --title "configs/div97.yaml with and without clipping, seeds 0-7, 1e4 steps"
+# the progress measures (issue 27): the main job, and the same without weight decay (no grokking)
+P="x/y mod 97, configs/div97.yaml, seed 0"
+plot $E/div97_progress/div97_progress_s0.png "$E/div97_progress/div97_s0" --title "$P, progress measures"
+plot $E/div97_memorise/div97_memorise.png "$E/div97_memorise/div97_s0" --title "$P, no weight decay: no grokking"
 plot $E/div97_paper/div97_paper.png "$E/div97_paper/div97_paper_s*" \
   --title "x/y mod 97, paper setting (3 seeds; dotted: first 99%)"
 plot $E/div97_paper_collapse/div97_paper_collapse.png "$E/div97_paper_collapse/div97_paper_s0" \
