@@ -185,14 +185,14 @@ def test_shipped_warmup_checkpoints(name, prompt):
     assert out.stdout == f"{prompt}{(a + b) % p:0{len(str(p - 1))}d}\n"
 
 
-# Each shipped warm-up checkpoint with the final test accuracy its run logged: seed 0 of the Muon
-# grid (experiments/warmup_muon/runs.csv); the two unpadded mod 113 ones come from
+# Each shipped warm-up checkpoint with the final test accuracy its run logged: seed 0 of the Adam
+# grid (experiments/warmup_adam/runs.csv); the two unpadded mod 113 ones come from
 # experiments/archive/warmup_grid_unpadded/runs.csv and back the report's misses per operand shape.
 SHIPPED_WARMUP = {
-    "warmup_add97_l1": 0.9940501487462814, "warmup_add97_l2": 0.9995750106247344,
-    "warmup_sub97_l1": 0.9927751806204845, "warmup_sub97_l2": 0.9991500212494687,
-    "warmup_add113_l1": 0.9918571875978703, "warmup_add113_l2": 0.9974945192608832,
-    "warmup_sub113_l1": 0.9768243031631695, "warmup_sub113_l2": 0.998434074538052,
+    "warmup_add97_l1": 0.9983000424989376, "warmup_add97_l2": 0.9995750106247344,
+    "warmup_sub97_l1": 0.9961750956226094, "warmup_sub97_l2": 0.9987250318742031,
+    "warmup_add113_l1": 0.998434074538052, "warmup_add113_l2": 1.0,
+    "warmup_sub113_l1": 0.9962417788913248, "warmup_sub113_l2": 1.0,
     "warmup_unpadded_add113_l2": 0.977137488255559, "warmup_unpadded_sub113_l2": 0.990604447228312,
 }
 
