@@ -43,11 +43,15 @@ plot $E/levers/levers.png "$E/lever_precision/*bf16_s* $E/levers/*_s*" \
   --title "x/y mod 97, one change each from the paper's setting (bf16, 1e4 steps, no early stop)"
 plot $E/div97_fast_confirm/div97_fast_confirm.png "$E/div97_fast_confirm/div97_fast_s*" \
   --title "div97_fast.yaml, seeds 0-7, 1e4 steps, no early stop"
-plot $E/warmup_muon/warmup_muon.png "$E/warmup_muon/*_s*" --group-by name --panels --split test \
-  --title "warm-up grid, Muon recipe (padded numbers), test accuracy, one line per seed (char-level)"
-for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
-  plot $E/warmup_muon/warmup_muon_$c.png "$E/warmup_muon/${c}_s*" \
-    --title "warm-up grid: $c (character tokens, padded numbers, Muon recipe), seeds 0-2"
+# the warm-up grid with Adam (as configs/warmup/ ship) and with Muon: study, then recipe
+for grid in "warmup_adam:AdamW recipe" "warmup_muon:Muon recipe"; do
+  name=${grid%%:*} recipe=${grid#*:}
+  plot $E/$name/$name.png "$E/$name/*_s*" --group-by name --panels --split test \
+    --title "warm-up grid, $recipe (padded numbers), test accuracy, one line per seed (char-level)"
+  for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
+    plot $E/$name/${name}_$c.png "$E/$name/${c}_s*" \
+      --title "warm-up grid: $c (character tokens, padded numbers, $recipe), seeds 0-2"
+  done
 done
 # x/y mod 97 with character tokens and the warm-up recipe (Muon): study, then title
 for study in "div97_char:character tokens, warm-up recipe (Muon), seeds 0-2, 1e4 steps" \
