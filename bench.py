@@ -173,7 +173,7 @@ def parallel(args):
               f"{statistics.mean(measured):6.1f}")
 
 
-def time_to_grok(config, seeds, extra=()):
+def time_to_grok(config, seeds):
     """The config run as shipped (its own stop rule), 2 threads, per seed: the wall-clock of the
     whole command, the step it stopped at, and where train and val accuracy first reached 99%."""
     print(f"\ntime-to-grok, {config} as shipped (its own stop rule), 2 threads:")
@@ -183,7 +183,7 @@ def time_to_grok(config, seeds, extra=()):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.time()
             subprocess.run([sys.executable, "train.py", "--config", config, "--out", tmp, f"--seed={seed}",
-                            "--overwrite", "--no-progress", "--train.threads=2", *extra],
+                            "--overwrite", "--no-progress", "--train.threads=2"],
                            check=True, stderr=subprocess.DEVNULL)
             wall = time.time() - start
             records = read_metrics(tmp)
