@@ -12,9 +12,8 @@ real, 4 carrying loss; --set data.pad_numbers=false: about 9 real tokens and 3 c
   answer-only       the last block and the head run only at the columns that carry loss
   bf16              bf16 autocast, fp32 weights and optimizer
   bf16+answer       both
-  +explicit         and attention written out (model.attention: explicit): what configs/div97.yaml uses
-  bf16+packed+expl  bf16, explicit attention, and the model run on the real tokens only, the last block
-                    and head only at the loss tokens (train.packed: true): what the warm-up configs use
+  +explicit         and attention written out (model.attention: explicit): what configs/div97.yaml and
+                    the warm-up configs use
 Where SDPA runs, it runs its math kernel, as train.py does on a CPU (runtime.forward_context).
 GFLOP/s counts the matmul work each variant really does; "peak" is this machine's own measured
 fp32 (or bf16) matmul rate on large square matrices.
@@ -54,22 +53,16 @@ def matmul_peak(dtype, size=2048, repeats=5):
     return 2 * size**3 / min(times) / 1e9
 
 
-def step_flops(cfg, batch, positions, packed):
+def step_flops(cfg, batch, positions):
     """Matmul FLOPs of one forward + backward (x3 the forward) of the model on this batch, counted
-    per row: every block on all T columns, or on the real tokens only when packed; the last block
-    past its qkv (and the head) only at the P answer columns or, packed, at the loss tokens."""
+    per row: every block on all T columns, the last block past its qkv (and the head) only at the
+    P answer columns."""
     C, F, V, L = cfg.n_embd, cfg.d_ff, cfg.vocab_size, cfg.n_layer
     B, T = batch["idx"].shape
     qkv, rest = 2 * 3 * C * C, 2 * (C * C + 2 * C * F)  # per token: qkv; proj, up and down
     attention = 2 * 2 * T * C  # scores and weighted sum, per query over the padded row
-    if packed:  # attention runs on the padded rows, every query
-        tokens, last = batch["attention_mask"].sum().item() / B, batch["loss_mask"].sum().item() / B
-        queries = T
-    else:
-        tokens, last = T, T if positions is None else len(positions)
-        queries = last
-    per_row = (L * tokens * qkv + (L - 1) * (T * attention + tokens * rest)
-               + queries * attention + last * (rest + 2 * C * V))
+    last = T if positions is None else len(positions)
+    per_row = L * T * qkv + (L - 1) * T * (attention + rest) + last * (attention + rest + 2 * C * V)
     return 3 * B * per_row
 
 
@@ -85,9 +78,9 @@ def setup(config, overrides=()):
 class Variant:
     """One way of running the training step, with its own model, optimizer and batch order."""
 
-    def __init__(self, cfg, batch, bf16, answer_only, attention, packed, steps, seed=0):
+    def __init__(self, cfg, batch, bf16, answer_only, attention, steps, seed=0):
         torch.manual_seed(seed)
-        self.train_cfg = dataclasses.replace(cfg.train, packed=packed)
+        self.train_cfg = cfg.train
         model = GPT(dataclasses.replace(cfg.model, attention=attention))
         self.state = TrainState(model, self.train_cfg, batch["idx"].size(0), seed, "cpu")
         _, positions = batch_model_inputs(batch)
@@ -115,11 +108,9 @@ class Variant:
         return statistics.median(self.rates)
 
 
-# name, bf16, answer-only, model.attention, train.packed
-VARIANTS = [("baseline", False, False, "sdpa", False), ("answer-only", False, True, "sdpa", False),
-            ("bf16", True, False, "sdpa", False), ("bf16+answer", True, True, "sdpa", False),
-            ("bf16+answer+explicit", True, True, "explicit", False),
-            ("bf16+packed+explicit", True, False, "explicit", True)]
+# name, bf16, answer-only, model.attention
+VARIANTS = [("baseline", False, False, "sdpa"), ("answer-only", False, True, "sdpa"), ("bf16", True, False, "sdpa"),
+            ("bf16+answer", True, True, "sdpa"), ("bf16+answer+explicit", True, True, "explicit")]
 
 
 def throughput(args):
@@ -144,7 +135,7 @@ def throughput(args):
               f"{'loss@' + str(args.steps):>10s}")
         base = variants[0].rate
         for (name, bf16, *_), v in zip(VARIANTS, variants):
-            gflops = step_flops(cfg.model, v.batches[0], v.positions, v.train_cfg.packed) * v.rate / 1e9
+            gflops = step_flops(cfg.model, v.batches[0], v.positions) * v.rate / 1e9
             peak = peak16 if bf16 else peak32
             print(f"{name:21s} {v.rate:8.1f} {v.rate / base:6.2f}x {gflops:8.1f} {gflops / peak:6.1%} "
                   f"{v.losses[-1]:10.4f}")
@@ -154,7 +145,7 @@ def worker(args):
     """One process of the parallel-runs measurement: prints its steps/s as JSON."""
     torch.set_num_threads(args.threads)
     cfg, batch = setup(args.throughput_configs[0], args.set)
-    variant = Variant(cfg, batch, True, True, "sdpa", False, args.steps)
+    variant = Variant(cfg, batch, True, True, "sdpa", args.steps)
     variant.run(timed=False)
     for _ in range(args.repeats):
         variant.run()
@@ -182,7 +173,7 @@ def parallel(args):
               f"{statistics.mean(measured):6.1f}")
 
 
-def time_to_grok(config, seeds, extra=()):
+def time_to_grok(config, seeds):
     """The config run as shipped (its own stop rule), 2 threads, per seed: the wall-clock of the
     whole command, the step it stopped at, and where train and val accuracy first reached 99%."""
     print(f"\ntime-to-grok, {config} as shipped (its own stop rule), 2 threads:")
@@ -192,7 +183,7 @@ def time_to_grok(config, seeds, extra=()):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.time()
             subprocess.run([sys.executable, "train.py", "--config", config, "--out", tmp, f"--seed={seed}",
-                            "--overwrite", "--no-progress", "--train.threads=2", *extra],
+                            "--overwrite", "--no-progress", "--train.threads=2"],
                            check=True, stderr=subprocess.DEVNULL)
             wall = time.time() - start
             records = read_metrics(tmp)

@@ -17,7 +17,7 @@ import yaml
 
 from levers import OPTIMIZERS, SCHEDULES, TOKEN_LOSSES
 from model import ATTENTION_KINDS, GPTConfig
-from runlog import UserError, load_yaml_mapping, upgrade_config
+from runlog import REMOVED_KEYS, UserError, is_removed, load_yaml_mapping, upgrade_config
 
 
 @dataclass
@@ -78,9 +78,6 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "mps"
     precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
     compile: bool = False  # torch.compile the model
-    # Train on the real tokens only, the last block and head only at the loss tokens (model.Packing):
-    # the same loss as the padded batch up to float rounding, less work where rows are padded.
-    packed: bool = False
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -191,11 +188,12 @@ def _flatten(tree, prefix=""):
 
 def apply_override(cfg, text):
     """'--train.lr=3e-4': the value is read as YAML, except for text keys, which take it as
-    written (so --data.op=- is the operation '-', not a YAML list); quotes around it are dropped."""
+    written (so --data.op=- is the operation '-', not a YAML list); quotes around it are dropped.
+    A removed key (runlog.REMOVED_KEYS, still in old sweep files and commands) is checked, then dropped."""
     if not text.startswith("--") or "=" not in text:
         raise UserError(f"cannot read override '{text}': write it as --section.key=value")
     dotted, raw = text[2:].split("=", 1)
-    _, _, kind = _declared_type(cfg, dotted)
+    kind = bool if dotted in REMOVED_KEYS else _declared_type(cfg, dotted)[2]
     if kind is str:
         value = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" else raw
     else:
@@ -203,7 +201,8 @@ def apply_override(cfg, text):
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-    set_value(cfg, dotted, value)
+    if not is_removed(dotted, value):
+        set_value(cfg, dotted, value)
 
 
 def read_config_tree(path, seen=()):

@@ -47,12 +47,8 @@ TASK_METRICS = {"fourier_spectrum": progress.spectrum_measures, "fourier_losses"
 
 
 @torch.no_grad()
-def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax", packed=False):
-    """Per-position loss, correctness and loss mask (N, P) of a split, in chunks of eval_batch_size.
-
-    packed: run the model as train.packed trains it (real tokens only, logits at the loss tokens),
-    then lay the numbers out on the (N, T) grid, correct and zero loss off the loss tokens.
-    """
+def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax"):
+    """Per-position loss, correctness and loss mask (N, P) of a split, in chunks of eval_batch_size."""
     was_training = model.training
     model.eval()
     parts = defaultdict(list)
@@ -60,18 +56,6 @@ def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax", p
     attention_mask, positions = batch_model_inputs(batch)
     for start in range(0, batch["idx"].size(0), eval_batch_size):
         part = slice_batch(batch, slice(start, start + eval_batch_size))
-        if packed:
-            mask, targets = part["loss_mask"].bool() & part["attention_mask"].bool(), part["targets"]
-            with context():
-                logits, _ = model(part["idx"], loss_mask=mask, attention_mask=part["attention_mask"], packed=True)
-            token_loss = torch.zeros(mask.shape, dtype=torch.float64)
-            token_loss[mask] = token_losses(logits, targets[mask], loss_kind, torch.float64)
-            correct = torch.ones(mask.shape, dtype=torch.bool)
-            correct[mask] = logits.float().argmax(-1) == targets[mask]
-            parts["token_loss"].append(token_loss)
-            parts["correct"].append(correct)
-            parts["mask"].append(mask)
-            continue
         with context():
             logits, _ = model(part["idx"], attention_mask=None if attention_mask is None else part["attention_mask"],
                               positions=positions)
@@ -85,9 +69,9 @@ def split_outputs(model, batch, eval_batch_size, context, loss_kind="softmax", p
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def score_split(model, batch, eval_batch_size, context, loss_kind="softmax", packed=False):
+def score_split(model, batch, eval_batch_size, context, loss_kind="softmax"):
     """{metric name: value} of every SPLIT_METRICS entry on one split."""
-    out = split_outputs(model, batch, eval_batch_size, context, loss_kind, packed)
+    out = split_outputs(model, batch, eval_batch_size, context, loss_kind)
     return {name: metric(out) for name, metric in SPLIT_METRICS.items()}
 
 
@@ -101,8 +85,7 @@ def evaluation_record(model, batches, train_cfg, context, subset=0, task=None):
     record = {}
     for split in [s for s in train_cfg.eval_splits if s in batches]:
         batch = batches[split] if not subset else slice_batch(batches[split], slice(0, subset))
-        for name, value in score_split(model, batch, train_cfg.eval_batch_size, context, train_cfg.loss,
-                                       train_cfg.packed).items():
+        for name, value in score_split(model, batch, train_cfg.eval_batch_size, context, train_cfg.loss).items():
             record[f"{split}_{name}"] = value
     for name, metric in MODEL_METRICS.items():
         record[name] = metric(model)

@@ -34,41 +34,6 @@ def explicit_attention(q, k, v, mask, dropout=0.0):
     return weights.to(v.dtype) @ v
 
 
-def is_right_padded(real):
-    """True if in every row of real (B, T; True = real token) the real tokens come first and the
-    pads after: then plain causal attention hides the pads, and no mask is needed."""
-    lengths = real.sum(dim=1, keepdim=True)
-    return bool((real.bool() == (torch.arange(real.size(1), device=real.device)[None, :] < lengths)).all())
-
-
-def real_token_positions(real):
-    """(B, T) position of each token counted over the real tokens only, so left padding shifts nothing."""
-    return (real.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-class Packing:
-    """The real (non-pad) tokens of a padded (B, T) batch, listed flat, so that every block runs
-    on them alone, and those of them that carry loss, where alone the last block and the head
-    run. On character-level equations (T = 12 for p = 113, about 9 real tokens and 3 carrying
-    loss per row) this is about a third less matmul work than running the padded batch (bench.py)."""
-
-    def __init__(self, real, wanted):
-        self.B, self.T = real.shape
-        flat = real.flatten()
-        self.real = flat.nonzero().flatten()  # (N,) indices into the flattened (B * T) batch
-        self.wanted = (wanted & real).flatten().nonzero().flatten()  # (M,) the same, for loss tokens
-        self.wanted_among_real = (flat.long().cumsum(0) - 1)[self.wanted]  # (M,) rows of (N, C) activations
-        self.right_padded = is_right_padded(real)
-
-    def pack(self, x):
-        """(B, T, ...) -> (N, ...)"""
-        return x.flatten(0, 1)[self.real]
-
-    def unpack(self, x):
-        """(N, W) -> (B, T, W), zeros at the pads."""
-        return x.new_zeros(self.B * self.T, x.size(-1)).index_copy(0, self.real, x).view(self.B, self.T, -1)
-
-
 def mean_token_loss(logits, targets, loss_mask, token_loss=None):
     """Mean over the positions where loss_mask is True (0 if there are none) of token_loss, a
     function of logits (N, V) and targets (N,) giving the loss at each (N,); None is softmax
@@ -104,16 +69,10 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, attn_mask, positions=None, packing=None, keep=None):
-        """x (B, T, C); positions: optional columns (P,) at which to compute outputs, queries only
-        there. Or x packed (N, C) with its packing, and keep: the flat indices of the tokens to
-        return (packing.real or packing.wanted); attention itself runs on the padded batch."""
-        if packing is None:
-            B, T, C = x.shape
-            q, k, v = self.qkv(x).split(C, dim=2)
-        else:
-            B, T, C = packing.B, packing.T, x.size(-1)
-            q, k, v = packing.unpack(self.qkv(x)).split(C, dim=2)
+    def forward(self, x, attn_mask, positions=None):
+        """x (B, T, C); positions: optional columns (P,) at which to compute outputs, queries only there."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
         if positions is not None:
             q = q[:, positions]  # (B, P, C)
             if attn_mask is None:
@@ -131,10 +90,8 @@ class CausalSelfAttention(nn.Module):
         else:  # attn_mask None means plain causal attention (no pads), which SDPA does fastest
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
                                                dropout_p=dropout)
-        # (B, H, Tq, D) -> (B, Tq, C), or (N or M, C) packed
+        # (B, H, Tq, D) -> (B, Tq, C)
         y = y.transpose(1, 2).contiguous().view(B, -1, C)
-        if packing is not None:
-            y = y.flatten(0, 1)[keep]
         return self.resid_dropout(self.proj(y))
 
 
@@ -159,17 +116,10 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, attn_mask, positions=None, packing=None, last=False):
-        """With positions, only those columns come out: (B, P, C) instead of (B, T, C). Packed
-        (N, C): the real tokens come out, or in the last block only the wanted ones (M, C)."""
-        if packing is None:
-            attended = self.attn(self.ln_1(x), attn_mask, positions)
-            x = x if positions is None else x[:, positions]
-        else:
-            attended = self.attn(self.ln_1(x), attn_mask, packing=packing,
-                                 keep=packing.wanted if last else packing.real)
-            x = x[packing.wanted_among_real] if last else x
-        x = x + attended
+    def forward(self, x, attn_mask, positions=None):
+        """With positions, only those columns come out: (B, P, C) instead of (B, T, C)."""
+        attended = self.attn(self.ln_1(x), attn_mask, positions)
+        x = (x if positions is None else x[:, positions]) + attended
         return x + self.mlp(self.ln_2(x))
 
 
@@ -240,8 +190,7 @@ class GPT(nn.Module):
         diagonal = torch.eye(T, dtype=torch.bool, device=attention_mask.device)
         return (causal & keys) | diagonal
 
-    def forward(self, idx, targets=None, loss_mask=None, attention_mask=None, positions=None, token_loss=None,
-                packed=False):
+    def forward(self, idx, targets=None, loss_mask=None, attention_mask=None, positions=None, token_loss=None):
         """idx, targets, loss_mask, attention_mask: (B, T).
 
         Returns (logits, loss). The loss is the mean of token_loss (default: softmax
@@ -250,19 +199,16 @@ class GPT(nn.Module):
         logits are wanted, the same for every row (say, where the answer of a
         fixed-format equation sits); the last block then runs only there, and logits are
         (B, P, V) instead of (B, T, V). The loss is the same either way if the loss lies there.
-        packed: run on the real tokens only, the last block and the head only where loss_mask is
-        True (needed); logits then come flat, (M, V), in row-major order of those tokens.
         """
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
-        if packed:
-            return self._forward_packed(idx, targets, loss_mask, attention_mask, token_loss)
         attn_mask = None if attention_mask is None else self.attention_mask_4d(attention_mask, T)
         if attention_mask is None:
             pos = torch.arange(T, device=idx.device)  # (T,)
         else:
-            pos = real_token_positions(attention_mask)  # (B, T)
+            # (B, T), counted over the real tokens only, so left padding shifts nothing
+            pos = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, attn_mask, positions if i == len(self.blocks) - 1 else None)
@@ -276,22 +222,6 @@ class GPT(nn.Module):
         if positions is not None:
             targets, loss_mask = targets[:, positions], loss_mask[:, positions]
         return logits, mean_token_loss(logits, targets, loss_mask, token_loss)
-
-    def _forward_packed(self, idx, targets, loss_mask, attention_mask, token_loss):
-        if loss_mask is None:
-            raise ValueError("packed=True needs a loss_mask: it says where logits are wanted")
-        real = torch.ones_like(idx, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        packing = Packing(real, loss_mask.bool())
-        attn_mask = None if packing.right_padded else self.attention_mask_4d(real, idx.size(1))
-        pos = real_token_positions(real)
-        x = self.drop(self.tok_emb(packing.pack(idx)) + self.pos_emb(packing.pack(pos)))  # (N, C)
-        for i, block in enumerate(self.blocks):
-            x = block(x, attn_mask, packing=packing, last=i == len(self.blocks) - 1)
-        logits = self.head(self.ln_f(x))  # (M, V)
-        if targets is None:
-            return logits, None
-        wanted = targets.flatten()[packing.wanted]
-        return logits, mean_token_loss(logits, wanted, torch.ones_like(wanted, dtype=torch.bool), token_loss)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=0.0, top_k=None, eos_id=None, generator=None):

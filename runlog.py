@@ -96,14 +96,33 @@ def read_metrics(run_dir, allow_empty=False):
 # a test checks that they equal the current defaults.
 KEYS_ADDED_LATER = {"model.init_scale": 1.0, "train.loss": "softmax", "train.perpendicular_grad": False,
                     "train.eval_subset": 0, "train.eval_full_gap": 0, "train.drop_train_acc": 1.0,
-                    "train.packed": False, "model.attention": "sdpa"}
+                    "model.attention": "sdpa"}
+
+# Config keys since removed, each true or false. They changed the speed only (the same loss up to
+# float rounding), so a config file, run log, checkpoint or sweep that sets one loads without it.
+# train.packed ran the model on the real tokens only; it gained nothing on the padded rows every
+# config now uses (experiments/bench/bench_cpu_2026-11-24_char_padded.txt).
+REMOVED_KEYS = ("train.packed",)
+
+
+def is_removed(dotted, value):
+    """True if dotted is one of REMOVED_KEYS, which readers drop; its value must be true or false."""
+    if dotted not in REMOVED_KEYS:
+        return False
+    if not isinstance(value, bool):
+        raise UserError(f"config key '{dotted}' was removed and has no effect; it can only be true or false, "
+                        f"not {value!r}: drop it")
+    return True
 
 
 def upgrade_config(tree):
     """A config tree (a YAML file, a run's config.yaml, a checkpoint's config) as this code reads
-    it, for one written before a key moved: train.attention_kernel became model.attention. Its
-    'auto' and 'default' both ran SDPA (they picked different CPU kernels; now the CPU always gets
-    the math one, as 'auto' did), 'explicit' the written-out attention. The tree given is left as it is."""
+    it, for one written before a key went or moved: REMOVED_KEYS are dropped, and
+    train.attention_kernel became model.attention. Its 'auto' and 'default' both ran SDPA (they
+    picked different CPU kernels; now the CPU always gets the math one, as 'auto' did), 'explicit'
+    the written-out attention. The tree given is left as it is."""
+    tree = {name: {key: value for key, value in section.items() if not is_removed(f"{name}.{key}", value)}
+            if isinstance(section, dict) else section for name, section in tree.items()}
     train = tree.get("train")
     if not isinstance(train, dict) or "attention_kernel" not in train:
         return tree

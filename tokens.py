@@ -4,7 +4,6 @@ import re
 
 import torch
 
-from model import is_right_padded
 from runlog import UserError
 
 PAD, EOS = "<pad>", "<eos>"  # EOS also starts every sequence, as GPT-2's <|endoftext|> does
@@ -128,6 +127,13 @@ def encode_examples(tokenizer, examples, mask_first=0):
 
 def slice_batch(batch, index):
     return {k: v[index] for k, v in batch.items()}
+
+
+def is_right_padded(real):
+    """True if in every row of real (B, T; True = real token) the real tokens come first and the
+    pads after: then plain causal attention hides the pads, and no mask is needed."""
+    lengths = real.sum(dim=1, keepdim=True)
+    return bool((real.bool() == (torch.arange(real.size(1), device=real.device)[None, :] < lengths)).all())
 
 
 def batch_model_inputs(batch):

@@ -107,13 +107,8 @@ def train_step(state, model, batch, inputs, train_cfg, context):
         group["lr"] = lr
     token_loss = TOKEN_LOSSES[train_cfg.loss]
     with context():
-        if train_cfg.packed:
-            _, loss = model(batch["idx"], batch["targets"], batch["loss_mask"], batch["attention_mask"],
-                            token_loss=token_loss, packed=True)
-        else:
-            _, loss = model(batch["idx"], batch["targets"], batch["loss_mask"],
-                            None if attention_mask is None else batch["attention_mask"], positions,
-                            token_loss=token_loss)
+        _, loss = model(batch["idx"], batch["targets"], batch["loss_mask"],
+                        None if attention_mask is None else batch["attention_mask"], positions, token_loss=token_loss)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if train_cfg.grad_clip > 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from runlog import GROKKED, first_step, read_metrics, run_cli  # noqa: E402
+from sweep import format_table  # noqa: E402
 
 RESTRICTED_BELOW, EXCLUDED_ABOVE, FULL_BELOW, SHARE_ABOVE = 1.0, 0.5, 0.1, 0.3
 
@@ -40,13 +41,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories whose metrics.jsonl carry the fourier_* measures")
     args = parser.parse_args()
-    rows = [(run, crossings(read_metrics(run))) for run in args.runs]
-    columns = list(rows[0][1])
-    print("| run | " + " | ".join(columns) + " |")
-    print("|---" * (len(columns) + 1) + "|")
-    for run, row in rows:
-        cells = ["never" if row[c] is None else str(row[c]) for c in columns]
-        print(f"| {Path(run).parent.name}/{Path(run).name} | " + " | ".join(cells) + " |")
+    rows = [{"run": f"{Path(run).parent.name}/{Path(run).name}",
+             **{c: "never" if step is None else str(step) for c, step in crossings(read_metrics(run)).items()}}
+            for run in args.runs]
+    print(format_table(list(rows[0]), rows))
 
 
 if __name__ == "__main__":

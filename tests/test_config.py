@@ -1,7 +1,7 @@
 import pytest
 
 from config import config_from_dict, config_to_dict, load_config
-from runlog import KEYS_ADDED_LATER, UserError
+from runlog import KEYS_ADDED_LATER, UserError, upgrade_config
 from conftest import run_script
 
 
@@ -91,6 +91,26 @@ def test_configs_written_before_model_attention_still_load(kernel, attention, tm
     with pytest.raises(UserError, match="keep model.attention only"):
         load_config(write(tmp_path, f"model:\n  attention: {'sdpa' if attention == 'explicit' else 'explicit'}\n"
                                     f"train:\n  attention_kernel: {kernel}\n"))
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_configs_that_set_the_removed_train_packed_still_load(packed, tmp_path, capsys):
+    # Sweep files, run logs' config.yaml and checkpoints of that time set train.packed (speed only).
+    # A checkpoint of then sets train.attention_kernel too.
+    written = str(packed).lower()
+    old = config_to_dict(load_config())
+    del old["model"]["attention"]
+    old["train"].update(packed=packed, attention_kernel="explicit")
+    old["model"]["vocab_size"], old["model"]["block_size"] = 12, 6
+    assert "packed" not in upgrade_config(old)["train"] and old["train"]["packed"] is packed  # a copy upgraded
+    assert config_from_dict(old).model.attention == "explicit"
+    assert load_config(write(tmp_path, f"train:\n  packed: {written}\n  lr: 0.01\n")).train.lr == 0.01
+    assert load_config(None, [f"--train.packed={written}"]) == load_config(None)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(UserError, match="'train.packed' was removed.*true or false"):
+        load_config(None, ["--train.packed=maybe"])
+    with pytest.raises(UserError, match="'train.packed' was removed.*true or false"):
+        load_config(write(tmp_path, "train:\n  packed: 1\n"))
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):

@@ -166,26 +166,6 @@ def ragged_batch(left=False):
     return idx, targets, loss_mask, real
 
 
-@pytest.mark.parametrize("left", [False, True])
-@pytest.mark.parametrize("kind", ["sdpa", "explicit"])
-def test_packed_gives_the_padded_batch_logits_loss_and_gradients(left, kind):
-    model = tiny().double()
-    idx, targets, loss_mask, real = ragged_batch(left)
-    dense_logits, dense_loss = model(idx, targets, loss_mask, real)
-    dense_grads = torch.autograd.grad(dense_loss, list(model.parameters()))
-    model = tiny(attention=kind).double()  # the same weights (the same seed), attention as asked
-    logits, loss = model(idx, targets, loss_mask, real, packed=True)
-    grads = torch.autograd.grad(loss, list(model.parameters()))
-    assert logits.shape == (int(loss_mask.sum()), 11)  # only the loss tokens, flat in row-major order
-    assert torch.allclose(logits, dense_logits[loss_mask].to(logits.dtype), atol=1e-9)
-    assert loss.item() == pytest.approx(dense_loss.item(), rel=1e-6)  # the loss itself is fp32
-    for (name, _), a, b in zip(model.named_parameters(), dense_grads, grads):
-        assert torch.allclose(a, b, atol=1e-7), name
-    if left:  # pads before real tokens must be masked: without the mask the logits differ
-        _, wrong = model(idx, targets, loss_mask, torch.ones_like(real), packed=True)
-        assert not torch.isclose(wrong, loss)
-
-
 def test_explicit_attention_matches_sdpa_causal_masked_and_at_positions():
     model, written_out = tiny().double(), tiny(attention="explicit").double()
     idx, targets, loss_mask, real = ragged_batch(left=True)
@@ -202,20 +182,18 @@ def test_explicit_attention_matches_sdpa_causal_masked_and_at_positions():
 
 
 @pytest.mark.parametrize("left", [False, True])
-def test_packed_evaluation_scores_as_the_padded_one(left):
+def test_evaluation_in_chunks_scores_as_the_model_in_one_go(left):
+    # Right padded, the chunks' rows carry loss at different columns (rows 0-2: 4-7, row 3: 2-3):
+    # one set of answer columns for the whole split lets their outputs stack.
     from metrics import split_outputs
     from runtime import forward_context
 
     model = tiny().double()
     idx, targets, loss_mask, real = ragged_batch(left)
-    full, _ = model(idx, attention_mask=real)
-    targets[1, loss_mask[1]] = full[1, loss_mask[1]].argmax(-1)  # row 1 (one loss token) right, to count
     batch = {"idx": idx, "targets": targets, "loss_mask": loss_mask, "attention_mask": real}
-    context = forward_context("cpu")
-    dense, packed = (split_outputs(model, batch, 3, context, packed=p) for p in (False, True))
-    # dense lays out the answer columns (N, P), packed every column (N, T): compare per row
-    right = {k: (out["correct"] | ~out["mask"]).all(dim=1) for k, out in (("dense", dense), ("packed", packed))}
-    assert torch.equal(right["dense"], right["packed"]) and right["packed"].any() and not right["packed"].all()
-    loss = {k: (out["token_loss"] * out["mask"]).sum(dim=1) for k, out in (("dense", dense), ("packed", packed))}
-    assert torch.allclose(loss["dense"], loss["packed"], atol=1e-9)
-    assert torch.equal(packed["mask"], loss_mask)
+    whole, chunked = (split_outputs(model, batch, n, forward_context("cpu")) for n in (4, 3))
+    assert torch.equal(whole["mask"], chunked["mask"]) and torch.equal(whole["correct"], chunked["correct"])
+    assert torch.allclose(whole["token_loss"], chunked["token_loss"], atol=1e-12)
+    _, loss = model(idx, targets, loss_mask, real)
+    assert int(chunked["mask"].sum()) == int(loss_mask.sum())
+    assert (chunked["token_loss"] * chunked["mask"]).sum().item() / int(loss_mask.sum()) == pytest.approx(loss.item())
