@@ -12,7 +12,9 @@ the weight norm and the progress measures of progress.py (fourier_*: the embeddi
 its key frequencies; the training loss in full, restricted to them and without them). --group-by
 overlays one curve per value of a config key (or per combination of values of several keys); with
 --panels, one small panel per value instead, each seed drawn as its own line, so collapses are not
-averaged away.
+averaged away. --mark STEP=TEXT (repeatable) draws a labelled vertical line at a step, e.g. what a
+paper reports, and widens the step axis to take it in:
+    python plot.py RUN --out f.png --mark "1e5=paper: generalization starts" --mark "1e6=paper: val ~100%"
 --spectrum draws checkpoints instead: the power of each one's token embedding per frequency (bars),
 the residues in the order of progress.py (discrete-log order for / and *); this mode loads torch.
 """
@@ -95,7 +97,35 @@ def draw_progress(axes, runs, grid, shares, losses):
         ax.set_yscale("log")
 
 
-def figure_runs(run_dirs, out, title=None):
+def parse_marks(texts):
+    """'1e5=paper: generalization starts' -> (100000.0, 'paper: generalization starts')."""
+    marks = []
+    for text in texts or []:
+        step, sep, label = text.partition("=")
+        try:
+            value = float(step)
+        except ValueError:
+            value = 0.0
+        if not sep or value <= 0 or not label.strip():
+            raise UserError(f"--mark '{text}' is not STEP=TEXT with a positive step, e.g. --mark '1e5=paper: val rises'")
+        marks.append((value, label.strip()))
+    return marks
+
+
+def draw_marks(axes, marks, grid):
+    """Reference steps (what a paper reports) as grey dashed lines on every panel, labelled on the first;
+    the step axis widens to show them all, since a run may stop short of them."""
+    for step, label in marks:
+        for ax in axes:
+            ax.axvline(step, color="0.35", ls="--", lw=1)
+        axes[0].annotate(label, (step, 0.5), xycoords=("data", "axes fraction"), rotation=90, fontsize=8,
+                         ha="right", va="center", color="0.25")
+    if marks:
+        steps = [s for s, _ in marks]
+        axes[0].set_xlim(min(grid[0], *steps) / 1.3, max(grid[-1], *steps) * 1.3)
+
+
+def figure_runs(run_dirs, out, title=None, marks=()):
     runs = [read_metrics(d) for d in run_dirs]
     grid = step_grid(runs)
     with_norm = all(any("weight_norm" in r for r in records) for records in runs)
@@ -127,6 +157,7 @@ def figure_runs(run_dirs, out, title=None):
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
+    draw_marks(axes, marks, grid)
     count = f"{len(runs)} runs: mean, min-max band" if len(runs) > 1 else "1 run"
     acc_ax.set_title(title or f"{Path(run_dirs[0]).name} ({count}; dotted: first 99%)")
     save(fig, out)
@@ -273,8 +304,14 @@ def main():
                         help="with --group-by: one panel per group, one line per seed (held-out accuracy)")
     parser.add_argument("--spectrum", action="store_true",
                         help="draw the token embedding's power per frequency of each checkpoint (number tokens)")
+    parser.add_argument("--mark", metavar="STEP=TEXT", action="append",
+                        help="a labelled vertical line at STEP, e.g. '1e5=paper: val rises' (repeatable; "
+                             "not with --group-by or --spectrum)")
     parser.add_argument("--title")
     args = parser.parse_args()
+    marks = parse_marks(args.mark)
+    if marks and (args.group_by or args.spectrum):
+        raise UserError("--mark draws on the default figure of runs; leave out --group-by and --spectrum")
     if args.spectrum:
         if args.group_by or args.panels:
             raise UserError("--spectrum draws checkpoints; it takes neither --group-by nor --panels")
@@ -290,7 +327,7 @@ def main():
     elif args.group_by:
         figure_groups(args.runs, args.group_by, args.out, args.title, args.split)
     else:
-        figure_runs(args.runs, args.out, args.title)
+        figure_runs(args.runs, args.out, args.title, marks)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from metrics import evaluation_record
 from model import GPT
 from progress import Task
 from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
-from runtime import forward_context, pick_device, seed_everything
+from runtime import forward_context, pick_device, seed_everything, slow_bf16_note
 from tasks import data_identity, load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
 from training import TrainState, eval_steps, train_step
@@ -299,8 +299,9 @@ def train(args, overrides):
         + (f"; resuming {out} from step {state.step}" if resume_ckpt else ""))
     # what metrics.TASK_METRICS read beside the model
     task = Task(cfg.data, tokenizer, batches["train"], forward_context(ddp.device, tc.precision))
-    if task.note():
-        log(task.note())
+    for note in (task.note(), slow_bf16_note(ddp.device, tc.precision)):
+        if note:
+            log(note)
     try:
         seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resume_ckpt is not None, log)
         if ddp.is_main:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from conftest import ROOT, run_script
-from runtime import device_type
+from runtime import device_type, slow_bf16_note
 from test_errors import TINY, assert_clean_error
 
 
@@ -137,6 +137,16 @@ def test_no_function_is_longer_than_60_lines():
 
 def test_autocast_gets_a_device_type():
     assert device_type("cuda:1") == "cuda" and device_type("cpu") == "cpu" and device_type("mps") == "mps"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_instructions_gets_a_note(monkeypatch, native):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    note = slow_bf16_note("cpu", "bf16")
+    assert (note is None) == native
+    if note:
+        assert "--train.precision=fp32" in note
+    assert slow_bf16_note("cpu", "fp32") is None and slow_bf16_note("cuda:0", "bf16") is None
 
 
 def test_plot_reads_a_log_still_being_written(tiny_study, tmp_path):
