@@ -29,7 +29,7 @@ plot $E/div97_paper_collapse/div97_paper_collapse.png "$E/div97_paper_collapse/d
 plot $E/div97_fig1/div97_fig1_start.png "$E/div97_fig1/div97_fig1_s0" \
   --title "x/y mod 97, Adam without weight decay (Figure 1 setting), first 3,000 steps"
 plot $E/div97_fig1_1e5/div97_fig1_1e5.png "$E/div97_fig1_1e5/div97_fig1_s0" \
-  --title "x/y mod 97, Figure 1 setting (Adam, no weight decay, fp32), seed 0; dashed: the paper" \
+  --title "x/y mod 97, Figure 1 setting (Adam, no decay, fp32), seed 0; dashed: paper" \
   --mark "1e3=paper: train ~100%" --mark "1e5=paper: generalization starts" --mark "1e6=paper: val ~100%"
 plot $E/ablate_tokens/div97_char_tokens.png "$E/ablate_tokens/*char*_s*" \
   --title "x/y mod 97, character-level tokens (budget 1e4 steps)"
