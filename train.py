@@ -102,7 +102,10 @@ def describe_environment(device):
         commit, diff = "", ""
     return {"git_commit": commit, "git_dirty": bool(diff), "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()
             if diff else None, "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "cpu": _cpu_name(), "device": device, "threads": torch.get_num_threads()}
+            "platform": platform.platform(), "cpu": _cpu_name(),
+            # the instruction set torch's CPU kernels use: CPUs of one model name differ (AVX2 vs AVX512)
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device,
+            "threads": torch.get_num_threads()}
 
 
 def _cpu_name():

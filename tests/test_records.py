@@ -29,7 +29,7 @@ def tiny_run(root, name="run", *extra):
 def test_resume_records_its_command_and_what_it_changed(tmp_path):
     tiny_run(tmp_path, "run", "--train.checkpoint_interval=5")
     env = json.loads((tmp_path / "run" / "env.json").read_text())
-    assert {"git_commit", "git_dirty", "git_diff_sha256", "cpu"} <= set(env)
+    assert {"git_commit", "git_dirty", "git_diff_sha256", "cpu", "cpu_capability"} <= set(env)
     run_script("train.py", "--resume", tmp_path / "run", "--train.max_steps=8", "--no-progress")
     resumes = [json.loads(l) for l in (tmp_path / "run" / "resumes.jsonl").read_text().splitlines()]
     assert len(resumes) == 1 and resumes[0]["changed"] == {"train.max_steps": [5, 8]}
