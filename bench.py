@@ -118,8 +118,9 @@ def throughput(args):
     peak32, peak16 = matmul_peak(torch.float32, args.peak_size), matmul_peak(torch.bfloat16, args.peak_size)
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads; "
           f"measured matmul peak {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16")
-    if slow_bf16_note("cpu", "bf16"):  # the bf16 rows below then measure an emulation
-        print(slow_bf16_note("cpu", "bf16"))
+    note = slow_bf16_note("cpu", "bf16")
+    if note:  # the bf16 rows below then measure an emulation
+        print(note)
     for config in args.throughput_configs:
         cfg, batch = setup(config, args.set)
         B, T = cfg.train.batch_size, batch["idx"].size(1)

@@ -106,7 +106,7 @@ def parse_marks(texts):
             value = float(step)
         except ValueError:
             value = 0.0
-        if not sep or value <= 0 or not label.strip():
+        if not sep or not np.isfinite(value) or value <= 0 or not label.strip():
             raise UserError(f"--mark '{text}' is not STEP=TEXT with a positive step, e.g. --mark '1e5=paper: val rises'")
         marks.append((value, label.strip()))
     return marks

@@ -51,7 +51,7 @@ def test_plot_marks_reference_steps_beyond_the_log(tiny_runs, tmp_path):
     assert fig.axes[0].get_xlim()[1] > 1e6  # the run stopped at step 40; the axis reaches the last mark
     assert [t.get_text() for t in fig.axes[0].texts] == ["paper: train ~100%", "paper: val ~100%"]
     assert all(1e6 in [l.get_xdata()[0] for l in ax.get_lines()] for ax in fig.axes)
-    for bad_mark in ("1e5", "zero=x", "-5=x", "1e5="):
+    for bad_mark in ("1e5", "zero=x", "-5=x", "nan=x", "1e5="):
         bad = run_script("plot.py", tiny_runs / "s0", "--mark", bad_mark, "--out", tmp_path / "n.png", check=False)
         assert bad.returncode == 2 and "STEP=TEXT" in bad.stderr
     bad = run_script("plot.py", tiny_runs / "s0", "--mark", "1e5=x", "--group-by", "seed", "--out", tmp_path / "o.png",
