@@ -1,13 +1,12 @@
 """Issue 14's pin: the refactor changed no number that a fixed-seed run logs."""
 
 import json
-import platform
 from pathlib import Path
 
 import pytest
 import torch
 
-from train import main as train_main
+from train import _cpu_name, main as train_main  # the CPU name that env.json records
 
 REFERENCE = Path(__file__).parent / "reference"
 # The settings of configs/div97_paper.yaml and div97_fast.yaml when the reference logs were written.
@@ -28,11 +27,7 @@ def same_machine():
     match to the last digit of the accuracies; elsewhere other kernels round differently, so only
     closely. The model name alone is not enough: an AVX2-only EPYC reports the same name, and runs
     other kernels (bf16 emulated)."""
-    try:
-        cpu = next(l for l in open("/proc/cpuinfo") if l.startswith("model name")).split(":")[1].strip()
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    return (cpu == "AMD EPYC" and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    return (_cpu_name() == "AMD EPYC" and torch.backends.cpu.get_cpu_capability() == "AVX512"
             and torch.__version__ == "2.13.0+cpu")
 
 
