@@ -53,7 +53,7 @@ for grid in "warmup_adam:AdamW recipe" "warmup_muon:Muon recipe"; do
     --title "warm-up grid, $recipe (padded numbers), test accuracy, one line per seed (char-level)"
   for c in add97_l2 sub97_l2 add113_l2 sub113_l2 add97_l1 sub97_l1 add113_l1 sub113_l1; do
     plot $E/$name/${name}_$c.png "$E/$name/${c}_s*" \
-      --title "warm-up grid: $c (character tokens, padded numbers, $recipe), seeds 0-2"
+      --title "warm-up: $c ($recipe, char tokens, padded), seeds 0-2"
   done
 done
 # x/y mod 97 with character tokens and the warm-up recipe (Muon): study, then title
