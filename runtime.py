@@ -1,6 +1,7 @@
 """Where and how the model runs: device, precision, SDPA kernel, seeds and RNG states."""
 
 import contextlib
+import platform
 import random
 
 import torch
@@ -35,7 +36,7 @@ def forward_context(device, precision="fp32"):
 
 def slow_bf16_note(device, precision):
     """A note when bf16 autocast is asked for on a CPU that has no bf16 instructions (no AVX-512 BF16
-    or AMX): oneDNN then emulates it, and a step runs about 8-10x slower than in fp32 (bench.py on an
+    or AMX): oneDNN then emulates it, and a step runs about 8-11x slower than in fp32 (bench.py on an
     AVX2-only AMD EPYC, experiments/bench/). None where bf16 is native or not asked for."""
     if precision != "bf16" or device_type(device) != "cpu":
         return None
@@ -49,6 +50,17 @@ def slow_bf16_note(device, precision):
             f"{torch.backends.cpu.get_cpu_capability()}), so bf16 autocast is emulated and roughly 10x slower "
             "than fp32 here; --train.precision=fp32 trains at full speed (numbers then differ slightly "
             "from bf16 runs)")
+
+
+def cpu_identity():
+    """The CPU's model name and the instruction set torch's CPU kernels use (AVX2, AVX512, ...).
+    CPUs of one model name can differ in the second (an AMD EPYC with or without AVX-512), and with
+    it in speed and in the last digits of bf16 numbers."""
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor()
+    return {"cpu": name, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def seed_everything(seed):

@@ -37,7 +37,7 @@ from metrics import evaluation_record
 from model import GPT
 from progress import Task
 from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
-from runtime import forward_context, pick_device, seed_everything, slow_bf16_note
+from runtime import cpu_identity, forward_context, pick_device, seed_everything, slow_bf16_note
 from tasks import data_identity, load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
 from training import TrainState, eval_steps, train_step
@@ -102,17 +102,8 @@ def describe_environment(device):
         commit, diff = "", ""
     return {"git_commit": commit, "git_dirty": bool(diff), "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()
             if diff else None, "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "cpu": _cpu_name(),
-            # the instruction set torch's CPU kernels use: CPUs of one model name differ (AVX2 vs AVX512)
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device,
+            "platform": platform.platform(), **cpu_identity(), "device": device,
             "threads": torch.get_num_threads()}
-
-
-def _cpu_name():
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 class RunDirectory:

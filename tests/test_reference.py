@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from train import _cpu_name, main as train_main  # the CPU name that env.json records
+from runtime import cpu_identity  # the CPU that env.json records
+from train import main as train_main
 
 REFERENCE = Path(__file__).parent / "reference"
 # The settings of configs/div97_paper.yaml and div97_fast.yaml when the reference logs were written.
@@ -27,8 +28,7 @@ def same_machine():
     match to the last digit of the accuracies; elsewhere other kernels round differently, so only
     closely. The model name alone is not enough: an AVX2-only EPYC reports the same name, and runs
     other kernels (bf16 emulated)."""
-    return (_cpu_name() == "AMD EPYC" and torch.backends.cpu.get_cpu_capability() == "AVX512"
-            and torch.__version__ == "2.13.0+cpu")
+    return cpu_identity() == {"cpu": "AMD EPYC", "cpu_capability": "AVX512"} and torch.__version__ == "2.13.0+cpu"
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
