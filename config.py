@@ -18,6 +18,7 @@ import yaml
 from levers import OPTIMIZERS, SCHEDULES, TOKEN_LOSSES
 from model import ATTENTION_KINDS, GPTConfig
 from runlog import REMOVED_KEYS, UserError, is_removed, load_yaml_mapping, upgrade_config
+from tasks import check_operation
 
 
 @dataclass
@@ -25,8 +26,8 @@ class DataConfig:
     kind: str = "modular"  # "modular": a op b = c (mod p); "text": the strings below
     tokenizer: str = "number"  # "number": one token per residue; "char"; "gpt2" (tiktoken r50k_base)
     # modular arithmetic (generate_data.py)
-    op: str = "/"
-    p: int = 97
+    op: str = "/"  # + - * / /- x2+y2 x2+xy+y2 x2+xy+y2+x x3+xy x3+xy2+y s5 s5conj s5aba (tasks.OPERATIONS)
+    p: int = 97  # the modulus; not used by the S5 operations
     train_frac: float = 0.5  # Power et al. 2022, Figure 1: 50% of all equations for training
     val_frac: float = 0.25  # the rest after train and val is the test split
     data_seed: int = 0  # shuffles the split; independent of the model seed
@@ -289,6 +290,7 @@ def _validate_ranges(m, d, t):
 
 
 def _validate_modular(d):
+    check_operation(d.op, d.p)
     if d.tokenizer == "gpt2":
         raise UserError("modular data uses data.tokenizer 'number' or 'char', not 'gpt2'")
     if not (0 < d.train_frac <= 1 and 0 <= d.val_frac < 1):

@@ -9,13 +9,12 @@ Loss and accuracy count only the answer tokens and the final EOS, never the ques
 
 import argparse
 import json
-import re
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from metrics import SPLIT_METRICS, exact_match, score_split
 from runlog import UserError, run_cli
 from runtime import forward_context, pick_device
-from tasks import all_pair_examples, load_splits
+from tasks import all_pair_examples, load_splits, parse_prompt
 from tokens import encode_examples
 
 
@@ -31,18 +30,18 @@ def score(model, tokenizer, examples, cfg, device="cpu", context=None):
     return numbers, mistakes
 
 
-def exact_match_by_digits(examples, mistakes):
-    """Greedy exact match grouped by the number of digits of each operand of 'a op b =': on
+def exact_match_by_digits(examples, mistakes, op):
+    """Greedy exact match grouped by the number of digits of each operand of 'x op y =': on
     character-level tokens '1+3' (a one-digit a, a three-digit b) is a different input shape
     from '2+2'. Leading zeros (data.pad_numbers) do not count, so padded and unpadded runs group
     alike. {group: {"count", "exact_match"}}, groups in sorted order."""
     wrong = {prompt for prompt, _, _ in mistakes}
     groups = {}
     for prompt, _ in examples:
-        match = re.fullmatch(r"(\d+)(\D)(\d+)=", prompt)
-        if match is None:
-            raise UserError(f"--by-digits needs equations 'a op b =', got the prompt {prompt!r}")
-        key = f"{len(str(int(match[1])))}{match[2]}{len(str(int(match[3])))}"
+        operands = parse_prompt(prompt, op)
+        if operands is None:
+            raise UserError(f"--by-digits needs equations 'x {op} y =', got the prompt {prompt!r}")
+        key = (" " if len(op) > 1 else "").join([str(len(str(int(operands[0])))), op, str(len(str(int(operands[1]))))])
         count, right = groups.get(key, (0, 0))
         groups[key] = (count + 1, right + (prompt not in wrong))
     return {key: {"count": count, "exact_match": right / count} for key, (count, right) in sorted(groups.items())}
@@ -85,7 +84,7 @@ def main():
         for prompt, want, got in mistakes[:args.show_mistakes]:
             print(f"    {prompt}{want}  but the model says {prompt}{got}")
         if args.by_digits:
-            numbers["by_digits"] = exact_match_by_digits(examples, mistakes)
+            numbers["by_digits"] = exact_match_by_digits(examples, mistakes, cfg.data.op)
             for key, group in numbers["by_digits"].items():
                 print(f"    digits {key:6s} {group['count']:6d} equations, exact match {group['exact_match']:.4f}")
     if args.json:

@@ -1,9 +1,13 @@
 """Generate text from a trained checkpoint.
 
     python inference.py --checkpoint checkpoints/div97.pt --prompt "12/5="
+    python inference.py --checkpoint runs/s5 --prompt "01243 s5 10234="   # x, op, y; spaces optional
     python inference.py --checkpoint checkpoints/sanity.pt              # no prompt: from the start token
     python inference.py --checkpoint runs/sanity --temperature 1.0 --top-k 5 --num-samples 3
 
+An equation's prompt is 'x op y=' with op as data.op names it (+ - * / /- x2+y2 ... s5conj);
+spaces around op are optional (the data files put them around names longer than one character,
+and the prompt is rewritten so). A permutation of 0..4 is written as its images of 0..4: 01243.
 Standard output carries only the generated text (prompt plus completion), one sample per line;
 everything else goes to standard error.
 """
@@ -16,7 +20,7 @@ import torch
 from checkpoint import load_checkpoint, model_from_checkpoint
 from runlog import UserError, run_cli
 from runtime import forward_context
-from tasks import format_prompt, number_width
+from tasks import canonical_prompt, format_prompt, number_width, parse_prompt, uses_p
 
 
 def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top_k=None, generator=None,
@@ -48,22 +52,35 @@ def complete(model, tokenizer, prompt, max_new_tokens=None, temperature=0.0, top
 def warn_about_equation_prompt(prompt, data):
     """A note on standard error when a prompt is not written as the model's equations are."""
     width = number_width(data)
-    example = format_prompt(12, data.op, 5, width)
-    if not prompt.endswith("="):
-        print(f"note: this model answers prompts of the form 'a{data.op}b=' (like {example}); "
-              "this prompt does not end with '='", file=sys.stderr)
+    example = format_prompt(*example_operands(data), width)
+    parsed = parse_prompt(prompt, data.op)
+    if parsed is None:
+        why = "does not end with '='" if not prompt.rstrip().endswith("=") else "is not two numbers around that operation"
+        print(f"note: this model answers prompts of the form 'x {data.op} y=' (like {example}); "
+              f"this prompt {why}", file=sys.stderr)
         return
-    numbers = prompt[:-1].split(data.op)
-    if width and any(len(number) != width for number in numbers):
+    if not uses_p(data.op):
+        if any(sorted(number) != list("01234") for number in parsed):
+            print("note: this model saw only permutations of 0..4, written as their images of 0..4 "
+                  f"(like {example}); this prompt has something else", file=sys.stderr)
+        return
+    if width and any(len(number) != width for number in parsed):
         print(f"note: this model was trained on numbers written with {width} digits (data.pad_numbers), "
               f"like {example}; this prompt's are not", file=sys.stderr)
-    values = [int(n) for n in numbers if n.strip().isdigit()]
-    if any(v >= data.p for v in values):
+    x, y = (int(number) for number in parsed)
+    if x >= data.p or y >= data.p:
         print(f"note: this model saw only numbers 0 to {data.p - 1} (mod {data.p}); this prompt has a larger one",
               file=sys.stderr)
-    if data.op == "/" and len(values) == 2 and values[1] % data.p == 0:
-        print(f"note: 0 has no inverse mod {data.p}, so a/0 has no answer; the model never saw a division "
+    if data.op == "/" and y % data.p == 0:
+        print(f"note: 0 has no inverse mod {data.p}, so x/0 has no answer; the model never saw a division "
               "by 0 and what it writes means nothing", file=sys.stderr)
+
+
+def example_operands(data):
+    """(x, op, y) of the example prompt that messages show: 12 op 5, or two permutations."""
+    if uses_p(data.op):
+        return 12 % data.p, data.op, 5 % data.p
+    return (0, 1, 2, 4, 3), data.op, (1, 0, 2, 3, 4)
 
 
 def main():
@@ -97,8 +114,9 @@ def main():
     if cfg.data.kind == "modular":
         if args.prompt is None:
             raise UserError(f"this model answers equations; give one with --prompt, like "
-                            f"'{format_prompt(12, cfg.data.op, 5, number_width(cfg.data))}'")
+                            f"'{format_prompt(*example_operands(cfg.data), number_width(cfg.data))}'")
         warn_about_equation_prompt(args.prompt, cfg.data)
+        args.prompt = canonical_prompt(args.prompt, cfg.data.op)  # the data files' spacing
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.num_samples):
         print(complete(model, tokenizer, args.prompt or "", args.max_new_tokens, args.temperature, args.top_k, generator,

@@ -21,6 +21,12 @@ Logged at every evaluation of a number-token run on modular data (metrics.TASK_M
     fourier_excluded_loss    the same with those components removed: their excluded loss
 Skipped (with a note, printed once by train.py) for character tokens, where a residue is no one
 token, and where the group has no more frequencies than the 5 counted (the share would be 1).
+Skipped too for the other operations of the paper, where the answer is no function of i + j or
+i - j in any order of the residues: the polynomials (x^2 + y^2 ...) and x/y-or-x-y, whose
+circuits, if a model builds any, are not these; and S5, a group that is not abelian, whose
+circuits would be read off its matrix representations (Chughtai et al. 2023, "A toy model of
+universality", arXiv 2302.03025) rather than one-dimensional frequencies: not implemented here.
+Those runs log accuracy, loss and the weight norm only.
 The losses take one forward pass (at the answer position, in the run's precision); on the 300-step
 check run of configs/div97.yaml they added about a tenth to an evaluation's time.
 """
@@ -172,6 +178,9 @@ class Task:
             return ""
         if d.tokenizer != "number":
             return f"they need one token per residue (data.tokenizer=number), not data.tokenizer={d.tokenizer}"
+        if d.op not in CYCLIC_FORM:
+            return (f"'{d.op}' is not a cyclic group's addition or subtraction, in any order of its operands "
+                    "that this repo knows, so its embeddings have no Fourier circuit to measure (they apply to + - * /)")
         if CYCLIC_FORM[d.op][0] and not is_prime(d.p):
             return f"the discrete-log order of '{d.op}' needs a prime p, and {d.p} is not prime"
         n = d.p - 1 if CYCLIC_FORM[d.op][0] else d.p

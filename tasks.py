@@ -5,8 +5,12 @@ Pure functions of (operation, p, split fractions, seed); generate_data.py is the
 """
 
 import hashlib
+import itertools
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -17,15 +21,64 @@ def is_prime(n):
     return n >= 2 and all(n % k for k in range(2, int(n**0.5) + 1))
 
 
-# One entry per binary operation: (name, c(a, b, p), smallest b, needs a prime p).
-# a and b are residues 0..p-1 as in Power et al. 2022; division skips b = 0.
+def inverse_mod(y, p):
+    """y's inverse mod a prime p: y^(p-2) (Fermat's little theorem)."""
+    return pow(y, p - 2, p)
+
+
+def divide_if_odd(x, y, p):
+    """Power et al. 2022's mixed operation: x / y where y is odd, x - y where y is even (0 included)."""
+    return (x * inverse_mod(y, p)) % p if y % 2 else (x - y) % p
+
+
+# A permutation of 0..4 is the tuple of its images (x[i] is where x sends i). Composition x.y
+# applies x first, then y: (x.y)[i] = y[x[i]], the order of sympy's x * y, which the paper's code
+# (openai/grok, grok/data.py) uses for its S5 operations.
+def compose(x, y):
+    return tuple(y[i] for i in x)
+
+
+def invert(x):
+    inverse = [0] * len(x)
+    for i, image in enumerate(x):
+        inverse[image] = i
+    return tuple(inverse)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One binary operation of Power et al. 2022, appendix A.1.1: c = answer(x, y, p).
+    Operands are the residues 0..p-1 (y from 1 where nonzero_y), or for group 's5' the 120
+    permutations of 0..4 (p is not used)."""
+
+    slug: str  # the operation's part of its data folder's name
+    answer: Callable
+    group: str = "residues"
+    nonzero_y: bool = False
+    needs_prime: bool = False  # every y used must have an inverse mod p
+
+
 OPERATIONS = {
-    "+": ("add", lambda a, b, p: (a + b) % p, 0, False),
-    "-": ("sub", lambda a, b, p: (a - b) % p, 0, False),
-    "*": ("mul", lambda a, b, p: (a * b) % p, 0, False),
-    # b^(p-2) is b's inverse mod a prime p (Fermat's little theorem).
-    "/": ("div", lambda a, b, p: (a * pow(b, p - 2, p)) % p, 1, True),
+    "+": Operation("add", lambda x, y, p: (x + y) % p),
+    "-": Operation("sub", lambda x, y, p: (x - y) % p),
+    "*": Operation("mul", lambda x, y, p: (x * y) % p),
+    "/": Operation("div", lambda x, y, p: (x * inverse_mod(y, p)) % p, nonzero_y=True, needs_prime=True),
+    "/-": Operation("div_odd_sub", divide_if_odd, needs_prime=True),
+    "x2+y2": Operation("x2_y2", lambda x, y, p: (x**2 + y**2) % p),
+    "x2+xy+y2": Operation("x2_xy_y2", lambda x, y, p: (x**2 + x * y + y**2) % p),
+    "x2+xy+y2+x": Operation("x2_xy_y2_x", lambda x, y, p: (x**2 + x * y + y**2 + x) % p),
+    "x3+xy": Operation("x3_xy", lambda x, y, p: (x**3 + x * y) % p),
+    "x3+xy2+y": Operation("x3_xy2_y", lambda x, y, p: (x**3 + x * y**2 + y) % p),
+    "s5": Operation("s5", lambda x, y, p: compose(x, y), group="s5"),
+    "s5conj": Operation("s5conj", lambda x, y, p: compose(compose(x, y), invert(x)), group="s5"),
+    "s5aba": Operation("s5aba", lambda x, y, p: compose(compose(x, y), x), group="s5"),
 }
+PERMUTATIONS = list(itertools.permutations(range(5)))  # S5 in lexicographic order
+
+
+def uses_p(op):
+    """False for the S5 operations, whose operands are permutations whatever data.p says."""
+    return OPERATIONS[op].group == "residues"
 
 
 MAX_EQUATIONS = 10_000_000  # p up to 3,162: far beyond the paper's 97 and 113, and a few GB at most
@@ -34,20 +87,31 @@ MAX_EQUATIONS = 10_000_000  # p up to 3,162: far beyond the paper's 97 and 113, 
 def check_operation(op, p):
     if op not in OPERATIONS:
         raise UserError(f"unknown operation '{op}'; choose one of: {' '.join(OPERATIONS)}")
+    if not uses_p(op):
+        return
     if p < 2:
         raise UserError(f"p must be at least 2, got {p}")
     if p * p > MAX_EQUATIONS:
         raise UserError(f"p = {p} gives {p * p:,} equations (p squared), more than this repo builds "
                         f"({MAX_EQUATIONS:,}, p <= {int(MAX_EQUATIONS ** 0.5)}); use a smaller p")
-    if OPERATIONS[op][3] and not is_prime(p):
-        raise UserError(f"'{op}' needs a prime p (every b must have an inverse), but {p} is not prime")
+    if OPERATIONS[op].needs_prime and not is_prime(p):
+        raise UserError(f"'{op}' needs a prime p (every y it divides by must have an inverse), but {p} is not prime")
+
+
+def operands(op, p):
+    """(the x values, the y values) of op's equations, in a fixed order."""
+    operation = OPERATIONS[op]
+    if operation.group == "s5":
+        return PERMUTATIONS, PERMUTATIONS
+    return range(p), range(1 if operation.nonzero_y else 0, p)
 
 
 def all_equations(op, p):
-    """Every (a, b, c) with a, b residues mod p, in a fixed order."""
+    """Every (x, y, c) of op mod p (or in S5), in a fixed order."""
     check_operation(op, p)
-    name, fn, b_min, _ = OPERATIONS[op]
-    return [(a, b, fn(a, b, p)) for a in range(p) for b in range(b_min, p)]
+    xs, ys = operands(op, p)
+    answer = OPERATIONS[op].answer
+    return [(x, y, answer(x, y, p)) for x in xs for y in ys]
 
 
 def number_width(data):
@@ -56,17 +120,38 @@ def number_width(data):
 
 
 def format_number(n, width=0):
-    """A number as the data files write it: '5', or with width 2 (data.pad_numbers) '05'."""
+    """An operand or answer as the data files write it: a residue '5', or with width 2
+    (data.pad_numbers) '05'; a permutation as its images of 0..4, '01243' (width not used)."""
+    if isinstance(n, tuple):
+        return "".join(map(str, n))
     return f"{n:0{width}d}"
 
 
-def format_prompt(a, op, b, width=0):
-    """The question part of an equation: '12+5=' (width 2: '12+05=')."""
-    return f"{format_number(a, width)}{op}{format_number(b, width)}="
+def format_prompt(x, op, y, width=0):
+    """The question part of an equation: '12+5=' (width 2: '12+05='). An operation named by more
+    than one character stands between spaces, '3 x2+y2 5=', so that no name runs into a number."""
+    space = "" if len(op) == 1 else " "
+    return f"{format_number(x, width)}{space}{op}{space}{format_number(y, width)}="
 
 
-def format_equation(a, op, b, c, width=0):
-    return format_prompt(a, op, b, width) + format_number(c, width)
+def format_equation(x, op, y, c, width=0):
+    return format_prompt(x, op, y, width) + format_number(c, width)
+
+
+def parse_prompt(prompt, op):
+    """The operands (as written) of a prompt 'x op y=' (spaces around op allowed), or None."""
+    match = re.fullmatch(rf"\s*([0-9]+)\s*{re.escape(op)}\s*([0-9]+)\s*=", prompt)
+    return None if match is None else (match[1], match[2])
+
+
+def canonical_prompt(prompt, op):
+    """The prompt as the data files write it (their spacing), or the prompt unchanged if it is not
+    'x op y=': a model on character tokens reads every space."""
+    parsed = parse_prompt(prompt, op)
+    if parsed is None:
+        return prompt
+    space = "" if len(op) == 1 else " "
+    return f"{parsed[0]}{space}{op}{space}{parsed[1]}="
 
 
 def split_sizes(n, train_frac, val_frac):
@@ -98,15 +183,19 @@ def split_equations(equations, train_frac, val_frac, seed):
 def dataset_dir(data):
     if data.data_dir:
         return Path(data.data_dir)
-    name = OPERATIONS[data.op][0] if data.op in OPERATIONS else "op"
+    name = OPERATIONS[data.op].slug if data.op in OPERATIONS else "op"
+    if data.op not in OPERATIONS or uses_p(data.op):
+        name += str(data.p)
     padded = "_padded" if data.pad_numbers else ""
-    return Path("data") / f"{name}{data.p}_train{data.train_frac:g}_val{data.val_frac:g}_seed{data.data_seed}{padded}"
+    return Path("data") / f"{name}_train{data.train_frac:g}_val{data.val_frac:g}_seed{data.data_seed}{padded}"
 
 
 def split_identity(data):
     """What fixes a modular data set's examples and split: what its meta.json records."""
     identity = {"op": data.op, "p": data.p, "train_frac": data.train_frac,
                 "val_frac": data.val_frac, "data_seed": data.data_seed}
+    if data.op in OPERATIONS and not uses_p(data.op):  # the S5 operations: the same data whatever data.p says
+        del identity["p"]
     if data.pad_numbers:  # only when set: data sets and checkpoints written before the option lack it
         identity["pad_numbers"] = True
     return identity
@@ -176,7 +265,7 @@ def ensure_dataset(data, log=print):
 
 
 def read_split(path):
-    """Equations 'a op b=c' -> (prompt 'a op b=', completion 'c')."""
+    """Equations 'x op y=c' -> (prompt 'x op y=', completion 'c')."""
     rows = []
     for line in Path(path).read_text().splitlines():
         prompt, _, answer = line.rpartition("=")

@@ -5,14 +5,20 @@ import re
 import torch
 
 from runlog import UserError
+from tasks import OPERATIONS
 
 PAD, EOS = "<pad>", "<eos>"  # EOS also starts every sequence, as GPT-2's <|endoftext|> does
+# Number tokens: an operation's name is one token ('x2+y2', 's5', '/-'; the longest name first,
+# so 's5conj' is not read as 's5'), then every run of digits (a residue, or a permutation written
+# as '01243'), then every other non-space character.
+NUMBER_PIECES = re.compile("|".join([*(re.escape(op) for op in sorted(OPERATIONS, key=len, reverse=True)
+                                      if len(op) > 1), r"\d+", r"\S"]))
 
 
 class SymbolTokenizer:
     """A fixed list of symbols. 'char': every character is a token; 'number': every run of
-    digits is one token (a residue mod p, as in Power et al. 2022) and every other
-    non-space character is one token."""
+    digits is one token (a residue mod p, as in Power et al. 2022), so is an operation's name,
+    and every other non-space character is one token (NUMBER_PIECES)."""
 
     def __init__(self, kind, symbols):
         self.kind = kind
@@ -22,7 +28,7 @@ class SymbolTokenizer:
         self.vocab_size = len(self.symbols)
 
     def split(self, text):
-        return list(text) if self.kind == "char" else re.findall(r"\d+|\S", text)
+        return list(text) if self.kind == "char" else NUMBER_PIECES.findall(text)
 
     def encode(self, text):
         pieces = self.split(text)

@@ -29,7 +29,7 @@ def test_discrete_log_is_a_bijection_that_turns_division_into_subtraction(p):
     order = progress.discrete_log_order(p)
     assert sorted(order) == list(range(1, p))  # every nonzero residue once: exponents 0..p-2
     log = {r: i for i, r in enumerate(order)}
-    divide, multiply = OPERATIONS["/"][1], OPERATIONS["*"][1]
+    divide, multiply = OPERATIONS["/"].answer, OPERATIONS["*"].answer
     for a in range(1, p):
         for b in range(1, p):
             assert log[divide(a, b, p)] == (log[a] - log[b]) % (p - 1)
@@ -103,7 +103,7 @@ def cosine_logits(op, p, a, b, terms):
 
 def training_pairs(op, p, seed=0):
     """Half of every valid pair (b = 0 left out for /), as the training split has them."""
-    pairs = [(x, y) for x in range(p) for y in range(OPERATIONS[op][2], p)]
+    pairs = [(x, y) for x in range(p) for y in range(1 if OPERATIONS[op].nonzero_y else 0, p)]
     keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:len(pairs) // 2]
     return torch.tensor([pairs[i][0] for i in keep]), torch.tensor([pairs[i][1] for i in keep])
 

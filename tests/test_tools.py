@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import run_script
+from runlog import UserError
 from train import main as train_main
 
 TINY = ["--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6", "--model.n_layer=1",
@@ -225,14 +226,18 @@ def test_shipped_warmup_checkpoints_score_as_logged(name, tmp_path):
 def test_exact_match_by_digits_groups_operand_shapes():
     from evaluate import exact_match_by_digits
 
-    examples = [("1+2=", "3"), ("10+5=", "15"), ("3+40=", "43"), ("7+8=", "15"), ("100-9=", "91")]
+    examples = [("1+2=", "3"), ("10+5=", "15"), ("3+40=", "43"), ("7+8=", "15")]
     mistakes = [("10+5=", "15", "16"), ("7+8=", "15", "5")]
-    assert exact_match_by_digits(examples, mistakes) == {
+    assert exact_match_by_digits(examples, mistakes, "+") == {
         "1+1": {"count": 2, "exact_match": 0.5}, "1+2": {"count": 1, "exact_match": 1.0},
-        "2+1": {"count": 1, "exact_match": 0.0}, "3-1": {"count": 1, "exact_match": 1.0}}
+        "2+1": {"count": 1, "exact_match": 0.0}}
     # padded numbers (data.pad_numbers) group by the digits that carry value
-    assert exact_match_by_digits([("007+104=", "111"), ("000+010=", "010")], []) == {
+    assert exact_match_by_digits([("007+104=", "111"), ("000+010=", "010")], [], "+") == {
         "1+2": {"count": 1, "exact_match": 1.0}, "1+3": {"count": 1, "exact_match": 1.0}}
+    # an operation named by several characters, written between spaces
+    assert exact_match_by_digits([("12 x2+y2 3=", "56")], [], "x2+y2") == {"2 x2+y2 1": {"count": 1, "exact_match": 1.0}}
+    with pytest.raises(UserError, match="x - y ="):
+        exact_match_by_digits([("100*9=", "91")], [], "-")
 
 
 def test_evaluate_by_digits_adds_up_to_the_split(tmp_path):
