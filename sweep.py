@@ -40,6 +40,7 @@ from pathlib import Path
 import yaml
 
 from runlog import UserError, grokking_summary, load_yaml_mapping, read_metrics, run_cli
+from tasks import OPERATIONS
 
 SWEEP_KEYS = {"base", "seeds", "vary", "cells", "set", "heldout"}
 
@@ -78,7 +79,9 @@ def fmt(value):
 
 
 def run_name(base, cell, seed):
-    parts = [Path(base).stem] + [f"{k.split('.')[-1]}{fmt(v)}" for k, v in cell.items()] + [f"s{seed}"]
+    """'<config>_<key><value>..._s<seed>'; an operation by its data folder name (op'*' -> opmul)."""
+    shown = lambda k, v: OPERATIONS[v].slug if k == "data.op" and v in OPERATIONS else fmt(v)
+    parts = [Path(base).stem] + [f"{k.split('.')[-1]}{shown(k, v)}" for k, v in cell.items()] + [f"s{seed}"]
     return "_".join(parts).replace("/", "-").replace(" ", "")
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from runlog import UserError
 
 
@@ -170,6 +168,8 @@ def split_equations(equations, train_frac, val_frac, seed):
                 f"{len(equations)} equations are too few to give the {name} split any at fraction "
                 f"{frac:g}; use a larger p or change the fractions"
             )
+    import torch  # here, so that readers of names (sweep.py) load without it
+
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(equations), generator=generator).tolist()
     shuffled = [equations[i] for i in order]
