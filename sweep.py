@@ -180,6 +180,25 @@ def cell_row(results):
 
 def summarize(spec, runs):
     """Per cell: the grokking numbers over seeds; writes summary.md/.csv and runs.csv into the sweep's folder."""
+    columns, rows, per_run, waiting = summary_table(spec, runs, with_runs=True)
+    out = Path(spec["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    if per_run:
+        with open(out / "runs.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(per_run[0]))
+            writer.writeheader()
+            writer.writerows(per_run)
+    with open(out / "summary.csv", "w", newline="") as f:
+        csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
+    (out / "summary.md").write_text(format_table(columns, rows) + "\n")
+    if waiting:
+        print(f"{spec['name']}: left out of the table, no evaluation logged yet: {', '.join(waiting)}", file=sys.stderr)
+    return columns, rows
+
+
+def summary_table(spec, runs, with_runs=False):
+    """(columns, rows) of the sweep's table from its logs, writing nothing; with_runs: also the
+    per-run rows and the runs with no evaluation yet."""
     cells, per_run, waiting = {}, [], []
     for run in runs:
         if not (run["out"] / "metrics.jsonl").exists():
@@ -192,25 +211,13 @@ def summarize(spec, runs):
         result["finished"] = (run["out"] / "summary.json").exists()  # else stopped early or still running
         cells.setdefault((Path(run["base"]).stem, tuple(run["cell"].items())), []).append(result)
         per_run.append({"run": run["name"], "seed": run["seed"], **result})
-    out = Path(spec["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    if per_run:
-        with open(out / "runs.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(per_run[0]))
-            writer.writeheader()
-            writer.writerows(per_run)
     keys = list(dict.fromkeys(k for _, cell in cells for k, _ in cell))
     # A key a cell does not set shows the sweep's `set:` value, else '-' (the base config's).
     given = lambda cell, k: fmt(cell[k]) if k in cell else fmt(spec["set"][k]) if k in spec["set"] else "-"
     rows = [{"config": base, **{k: given(dict(cell), k) for k in keys}, **cell_row(results)}
             for (base, cell), results in cells.items()]
     columns = list(rows[0]) if rows else ["config"]
-    with open(out / "summary.csv", "w", newline="") as f:
-        csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
-    (out / "summary.md").write_text(format_table(columns, rows) + "\n")
-    if waiting:
-        print(f"{spec['name']}: left out of the table, no evaluation logged yet: {', '.join(waiting)}", file=sys.stderr)
-    return columns, rows
+    return (columns, rows, per_run, waiting) if with_runs else (columns, rows)
 
 
 def check_configs(spec):
