@@ -107,6 +107,38 @@ class Facts:
             cols, rows = sweep.select_columns(cols, rows, columns)
         return sweep.format_table(cols, rows)
 
+    def json_file(self, path, *keys):
+        """A value of a committed JSON file (a data set's meta.json, say): json_file(path, 'counts', 'train')."""
+        value = json.loads((self.root / path).read_text())
+        for key in keys:
+            value = value[key]
+        return value
+
+    def setting(self, run, dotted):
+        """A config value of a run (its config.yaml): setting(run, 'data.train_frac')."""
+        from runlog import read_run_config
+
+        section, key = dotted.split(".")
+        return read_run_config(self._dir(run))[section][key]
+
+    def pivot(self, study, row_key, column_key, show, pattern="*", row_order=None):
+        """A markdown table of a study's runs: a row per value of row_key, a column per value of
+        column_key (both config keys), each cell show(run); '-' where no run has that pair, several
+        runs (seeds) joined by ' / '."""
+        cells, rows, columns = {}, [], []
+        for run in self.runs(study, pattern):
+            r, c = self.setting(run, row_key), self.setting(run, column_key)
+            rows += [r] if r not in rows else []
+            columns += [c] if c not in columns else []
+            cells.setdefault((r, c), []).append(show(run))
+        rows = [r for r in (row_order or rows) if r in rows]
+        columns = sorted(columns)
+        lines = ["| " + " | ".join([row_key, *[f"{column_key.split('.')[-1]} {c}" for c in columns]]) + " |",
+                 "|" + "---|" * (len(columns) + 1)]
+        lines += ["| " + " | ".join([f"`{r}`", *[" / ".join(cells.get((r, c), ["-"])) for c in columns]]) + " |"
+                  for r in rows]
+        return "\n".join(lines)
+
     def text(self, path):
         """A committed text file of the notebook (a bench output, say), whole."""
         return (self.root / path).read_text().rstrip("\n")
@@ -143,7 +175,7 @@ class Facts:
 
     def namespace(self):
         names = ["value", "first", "reached", "best", "lowest_after", "steps", "grok", "summary_json", "runs",
-                 "table", "text", "num", "pct", "span", "median", "records"]
+                 "table", "text", "num", "pct", "span", "median", "records", "json_file", "setting", "pivot"]
         builtins = {f.__name__: f for f in (min, max, len, sum, sorted, abs, round, zip, range, list, any, all,
                                             str, int, float, enumerate, dict, set, tuple)}
         return {"__builtins__": builtins, **{n: getattr(self, n) for n in names}}
