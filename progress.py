@@ -27,8 +27,8 @@ circuits, if a model builds any, are not these; and S5, a group that is not abel
 circuits would be read off its matrix representations (Chughtai et al. 2023, "A toy model of
 universality", arXiv 2302.03025) rather than one-dimensional frequencies: not implemented here.
 Those runs log accuracy, loss and the weight norm only.
-The losses take one forward pass (at the answer position, in the run's precision); on the 300-step
-check run of configs/div97.yaml they added about a tenth to an evaluation's time.
+The losses take one forward pass (at the answer position, in the run's precision), a small part
+of an evaluation's time.
 """
 
 import contextlib
@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from tasks import format_number, is_prime, number_width
 
-# Five: as many as the key frequencies of Nanda et al.'s main model (a + b mod 113); the shipped
-# checkpoints/div97.pt holds 94% of its embedding power in four (in discrete-log order).
+# Five: as many as the key frequencies of Nanda et al.'s main model (a + b mod 113); what the
+# shipped checkpoints hold is in experiments/div97_progress.
 TOP_FREQUENCIES = 5
 SHARE_KEY = f"fourier_top{TOP_FREQUENCIES}_share"
 KEY_FREQS_KEY = "fourier_key_freqs"

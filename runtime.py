@@ -36,8 +36,8 @@ def forward_context(device, precision="fp32"):
 
 def slow_bf16_note(device, precision):
     """A note when bf16 autocast is asked for on a CPU that has no bf16 instructions (no AVX-512 BF16
-    or AMX): oneDNN then emulates it, and a step runs about 8-11x slower than in fp32 (bench.py on an
-    AVX2-only AMD EPYC, experiments/bench/). None where bf16 is native or not asked for."""
+    or AMX): oneDNN then emulates it, and a step runs several times slower than in fp32 (bench.py on
+    an AVX2-only AMD EPYC, experiments/bench/). None where bf16 is native or not asked for."""
     if precision != "bf16" or device_type(device) != "cpu":
         return None
     try:
@@ -47,7 +47,7 @@ def slow_bf16_note(device, precision):
     if native:
         return None
     return ("note: this CPU has no bf16 instructions (torch sees "
-            f"{torch.backends.cpu.get_cpu_capability()}), so bf16 autocast is emulated and roughly 10x slower "
+            f"{torch.backends.cpu.get_cpu_capability()}), so bf16 autocast is emulated and several times slower "
             "than fp32 here; --train.precision=fp32 trains at full speed (numbers then differ slightly "
             "from bf16 runs)")
 
