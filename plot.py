@@ -15,6 +15,10 @@ overlays one curve per value of a config key (or per combination of values of se
 averaged away. --mark STEP=TEXT (repeatable) draws a labelled vertical line at a step, e.g. what a
 paper reports, and widens the step axis to take it in:
     python plot.py RUN --out f.png --mark "1e5=paper: generalization starts" --mark "1e6=paper: val ~100%"
+--versus KEY (with --group-by) draws each run as one point against a config key instead: its best
+held-out accuracy, and its first step at 99%, one line per group (the operations by training
+fraction, say):
+    python plot.py experiments/ops_fraction/*_s0 --versus data.train_frac --group-by data.op --out ops.png
 --spectrum draws checkpoints instead: the power of each one's token embedding per frequency (bars),
 the residues in the order of progress.py (discrete-log order for / and *); this mode loads torch.
 """
@@ -282,6 +286,48 @@ def figure_spectrum(checkpoints, out, title=None):
     return fig
 
 
+def figure_versus(dirs, versus, group_by, out, title=None, split="val"):
+    """Two panels against a config key (versus, e.g. data.train_frac), one line per value of
+    group_by (e.g. data.op): the best held-out accuracy of each run, and its first step at 99%
+    held-out accuracy (a run that never got there is left out of the second panel, and says so
+    by a gap). Several runs at one point (seeds): the mean of the best, the median of the steps."""
+    best, reached = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(list))
+    for d in dirs:
+        config, records = read_run_config(d), read_metrics(d)
+        x, group = config_value(config, versus), group_label(config, group_by)
+        full = [r for r in records if not r.get("subset") and f"{split}_acc" in r]
+        if not full:
+            raise UserError(f"'{d}' logs no {split}_acc; choose the held-out split with --split")
+        best[group][x].append(max(r[f"{split}_acc"] for r in full))
+        step = first_step(full, f"{split}_acc", GROKKED)
+        if step is not None:
+            reached[group][x].append(step)
+    fig, (acc_ax, step_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.get_cmap("tab20")
+    for i, group in enumerate(best):
+        color = colors(i % 20)
+        xs = sorted(best[group])
+        acc_ax.plot(xs, [100 * np.mean(best[group][x]) for x in xs], "o-", color=color, label=group, lw=1.3, ms=4)
+        xs = sorted(reached[group])
+        step_ax.plot(xs, [np.median(reached[group][x]) for x in xs], "o-", color=color, label=group, lw=1.3, ms=4)
+    acc_ax.set_ylabel(f"best {split} accuracy (%)")
+    acc_ax.set_ylim(-2, 102)
+    step_ax.set_ylabel(f"first step with {split} accuracy >= {GROKKED:.0%}")
+    step_ax.set_yscale("log")
+    for ax in (acc_ax, step_ax):
+        ax.set_xlabel(versus)
+        ax.grid(alpha=0.3)
+    step_ax.legend(fontsize=7, ncol=2, title=", ".join(group_by), title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save(fig, out)
+    return fig
+
+
+def group_label(config, keys):
+    return ", ".join(str(config_value(config, k)) for k in keys)
+
+
 def save(fig, out):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -307,6 +353,9 @@ def main():
     parser.add_argument("--mark", metavar="STEP=TEXT", action="append",
                         help="a labelled vertical line at STEP, e.g. '1e5=paper: val rises' (repeatable; "
                              "not with --group-by or --spectrum)")
+    parser.add_argument("--versus", metavar="KEY",
+                        help="with --group-by: best held-out accuracy and steps to 99%% against this config key "
+                             "(e.g. data.train_frac), one line per group")
     parser.add_argument("--title")
     args = parser.parse_args()
     marks = parse_marks(args.mark)
@@ -322,7 +371,11 @@ def main():
     for d in args.runs:
         if not Path(d).is_dir():
             raise UserError(f"'{d}' is not a run directory")
-    if args.panels:
+    if args.versus:
+        if not args.group_by or args.panels:
+            raise UserError("--versus needs --group-by KEY (one line per value) and takes no --panels")
+        figure_versus(args.runs, args.versus, args.group_by, args.out, args.title, args.split)
+    elif args.panels:
         figure_panels(args.runs, args.group_by, args.out, args.title, args.split)
     elif args.group_by:
         figure_groups(args.runs, args.group_by, args.out, args.title, args.split)

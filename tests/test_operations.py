@@ -153,3 +153,19 @@ def test_an_s5_model_trains_and_answers_a_prompt_typed_without_spaces(tmp_path):
     assert "op: s5" in config
     done = run_script("inference.py", "--checkpoint", tmp_path / "run", "--prompt", "01243s5 10234=")
     assert done.stdout.startswith("01243 s5 10234="), done.stdout
+
+
+def test_plot_versus_draws_best_accuracy_and_steps_against_a_config_key(tmp_path):
+    runs = []
+    for op, frac, accs in [("+", 0.3, [0.2, 0.995, 0.999]), ("+", 0.7, [0.5, 1.0, 1.0]), ("s5", 0.3, [0.1, 0.4, 0.3])]:
+        run = tmp_path / f"{op}_{frac}"
+        run.mkdir()
+        (run / "config.yaml").write_text(f"data: {{op: '{op}', train_frac: {frac}}}\n")
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"step": 100 * (i + 1), "val_acc": a, "train_acc": 1.0}) + "\n"
+                                                   for i, a in enumerate(accs)))
+        runs.append(run)
+    out = tmp_path / "ops.png"
+    run_script("plot.py", *runs, "--versus", "data.train_frac", "--group-by", "data.op", "--out", out)
+    assert out.stat().st_size > 10_000
+    refused = run_script("plot.py", *runs, "--versus", "data.train_frac", "--out", tmp_path / "x.png", check=False)
+    assert refused.returncode == 2 and "--group-by" in refused.stderr and not (tmp_path / "x.png").exists()
