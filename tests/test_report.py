@@ -68,3 +68,7 @@ def test_pivot_tabulates_runs_by_two_config_keys(tmp_path):
 def test_the_committed_report_is_what_the_logs_render():
     result = run_script("scripts/report.py", "--check", check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_report_stays_short():
+    assert len((ROOT / "REPORT.md").read_text().splitlines()) <= 400  # issue 33: the brief asks for a short report
