@@ -34,7 +34,7 @@ import torch
 
 from config import load_config
 from model import GPT
-from runlog import GROKKED, first_step, read_metrics
+from runlog import GROKKED, ArgumentParser, first_step, int_arg, read_metrics, run_cli
 from runtime import forward_context, slow_bf16_note
 from tasks import load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer
@@ -199,20 +199,20 @@ def time_to_grok(config, seeds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few steps, no time-to-grok: a smoke test")
     parser.add_argument("--grok-only", action="store_true", help="only the time-to-grok runs (no throughput tables)")
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--steps", type=int, default=30, help="training steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int_arg(1, 4096), default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--steps", type=int_arg(1), default=30, help="training steps per timed repeat")
+    parser.add_argument("--repeats", type=int_arg(1), default=7)
     parser.add_argument("--throughput-configs", nargs="+", default=["configs/div97.yaml", "configs/warmup/add113_l2.yaml"],
                         help="configs whose data and model the throughput tables time (the first one: parallel runs)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a config override for every throughput config, repeatable: --set "
                              "data.pad_numbers=false times the warm-up rows unpadded, as before the configs padded them")
     parser.add_argument("--grok-configs", nargs="*", default=["configs/div97.yaml", "configs/div97_fast.yaml"])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--peak-size", type=int, default=2048, help="matrix size for the matmul peak")
+    parser.add_argument("--seeds", type=int_arg(), nargs="*", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--peak-size", type=int_arg(1, 16384), default=2048, help="matrix size for the matmul peak")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -228,4 +228,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

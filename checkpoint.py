@@ -5,28 +5,31 @@ optimizer, filters, batch order, step, RNG) plus config, tokenizer and the data 
 A shipped, weights-only checkpoint (export_checkpoint.py) keeps model, config, tokenizer, step, data.
 """
 
-import os
+import io
 from pathlib import Path
 
 import torch
 
 from config import config_from_dict
 from model import GPT
-from runlog import UserError
+from runlog import UserError, cannot_write, write_atomic
 from tasks import data_identity, first_difference
 from tokens import tokenizer_from_state
 
 
 def save_checkpoint(path, state):
-    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    """Write atomically: a crash leaves the old file or the new one, never half of one, and no
+    temp file. A full disk or a denied permission is a WriteError naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise cannot_write(path.parent, e) from None
+    # Serialised in memory first: torch.save writing to a full disk reports only "unexpected pos",
+    # while a plain write reports the cause. A checkpoint here is a few MB.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, lambda f: f.write(buffer.getbuffer()), binary=True)
 
 
 def resolve_checkpoint(path):
@@ -45,12 +48,14 @@ def resolve_checkpoint(path):
 def load_checkpoint(path):
     """Load a checkpoint of this repo (tensors and plain values only: weights_only=True)."""
     path = resolve_checkpoint(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"'{path}' is empty (0 bytes): a write cut short, or not a checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(
             f"'{path}' is not a readable checkpoint (truncated, or not written by this repo): "
-            f"{str(e).splitlines()[0][:160]}"
+            f"{(str(e).strip().splitlines() or [type(e).__name__])[0][:160]}"
         )
     if not isinstance(ckpt, dict) or not {"model", "config", "tokenizer"} <= set(ckpt):
         raise UserError(f"'{path}' is not a checkpoint of this repo (it lacks model, config, tokenizer)")

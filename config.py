@@ -17,7 +17,7 @@ import yaml
 
 from levers import OPTIMIZERS, SCHEDULES, TOKEN_LOSSES
 from model import ATTENTION_KINDS, GPTConfig
-from runlog import REMOVED_KEYS, UserError, is_removed, load_yaml_mapping, upgrade_config
+from runlog import MAX_INT, REMOVED_KEYS, UserError, is_removed, load_yaml_mapping, upgrade_config
 from tasks import check_operation
 
 
@@ -134,7 +134,7 @@ def _coerce(key, value, kind):
         except (TypeError, ValueError):
             value = []
         if len(value) != 2:
-            raise UserError(f"config key 'train.betas' must be two numbers, like [0.9, 0.98]")
+            raise UserError("config key 'train.betas' must be two numbers, like [0.9, 0.98]")
     return value
 
 
@@ -206,6 +206,19 @@ def apply_override(cfg, text):
         set_value(cfg, dotted, value)
 
 
+def apply_overrides(cfg, overrides):
+    """apply_override for each of a command line's overrides; a key given twice is refused (which
+    one was meant?), not settled silently by the last."""
+    seen = {}
+    for text in overrides:
+        dotted = text[2:].split("=", 1)[0] if text.startswith("--") else None
+        if dotted in seen:
+            raise UserError(f"config key '{dotted}' is given twice on the command line ({seen[dotted]} and {text}); "
+                            "keep one")
+        seen[dotted] = text
+        apply_override(cfg, text)
+
+
 def read_config_tree(path, seen=()):
     """A config file as a nested dict, its `base:` chain merged in (the file's own values win)."""
     path = Path(path)
@@ -234,8 +247,7 @@ def load_config(path=None, overrides=()):
             set_value(cfg, dotted, value)
         if not cfg.name:
             cfg.name = Path(path).stem
-    for text in overrides:
-        apply_override(cfg, text)
+    apply_overrides(cfg, overrides)
     if not cfg.name:
         cfg.name = "run"
     validate(cfg)
@@ -250,7 +262,37 @@ def validate(cfg):
         if value not in options:
             raise UserError(f"config key '{dotted}' is '{value}'; choose one of: {', '.join(options)}")
     _validate_ranges(cfg.model, cfg.data, cfg.train)
+    _validate_sizes(cfg)
     (_validate_modular if cfg.data.kind == "modular" else _validate_text)(cfg.data)
+
+
+MAX_EVALUATIONS = 10**6  # an evaluation grid this long would take longer to build than to regret
+MAX_PARAMETERS = 10**10  # 40 GB of fp32 weights, before the optimizer's two copies
+
+
+def _validate_sizes(cfg):
+    """Whole numbers a run can hold (torch keeps steps and seeds as int64), seeds from 0, and a
+    model and an evaluation grid that fit in memory: a typo of a few digits is refused here, not
+    met as a traceback (or a hang) minutes later."""
+    for section in ("", *SECTIONS):
+        holder = getattr(cfg, section) if section else cfg
+        for f in dataclasses.fields(holder):
+            value, dotted = getattr(holder, f.name), f"{section}.{f.name}".lstrip(".")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+                raise UserError(f"config key '{dotted}' is {value}, too large for any run (at most {MAX_INT})")
+    if cfg.seed < 0:
+        raise UserError(f"config key 'seed' must be zero or more, got {cfg.seed}")
+    m, t = cfg.model, cfg.train
+    params = m.n_layer * (4 * m.n_embd * m.n_embd + 2 * m.n_embd * m.d_ff)
+    if params > MAX_PARAMETERS:
+        raise UserError(f"model.n_layer, n_embd and d_ff give about {params:.1e} parameters, more than fit in "
+                        f"memory (at most {MAX_PARAMETERS:.0e}); make the model smaller")
+    fixed = t.eval_schedule == "fixed"
+    points = t.max_steps // t.eval_interval if fixed else t.eval_per_decade * math.log10(t.max_steps)
+    if points > MAX_EVALUATIONS:
+        key = "eval_interval" if fixed else "eval_per_decade"
+        raise UserError(f"train.max_steps={t.max_steps} with train.{key}={getattr(t, key)} asks for {points:.2g} "
+                        f"evaluations (at most {MAX_EVALUATIONS:.0e}); evaluate less often")
 
 
 def _validate_ranges(m, d, t):

@@ -12,9 +12,9 @@ import json
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from metrics import SPLIT_METRICS, exact_match, score_split
-from runlog import UserError, run_cli
+from runlog import ArgumentParser, UserError, check_output_file, int_arg, removed_on_failure, run_cli, write_text
 from runtime import forward_context, pick_device
-from tasks import all_pair_examples, load_splits, parse_prompt
+from tasks import all_pair_examples, dataset_dir, load_splits, parse_prompt
 from tokens import encode_examples
 
 
@@ -48,26 +48,30 @@ def exact_match_by_digits(examples, mistakes, op):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a .pt file or a run directory")
     parser.add_argument("--split", choices=["train", "val", "test"], action="append",
                         help="split(s) to score (repeatable; default: all three)")
     parser.add_argument("--all-pairs", action="store_true", help="also score every valid equation of the operation")
     parser.add_argument("--json", help="write the numbers to this file")
-    parser.add_argument("--show-mistakes", type=int, default=0, metavar="N", help="print up to N wrong answers per set")
+    parser.add_argument("--show-mistakes", type=int_arg(), default=0, metavar="N",
+                        help="print up to N wrong answers per set")
     parser.add_argument("--by-digits", action="store_true",
                         help="also give exact match per operand digit count (modular data): where the misses are")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     parser.add_argument("--precision", choices=["checkpoint", "fp32", "bf16"], default="checkpoint",
                         help="run the model as it was trained (default), or force fp32 / bf16")
     args = parser.parse_args()
+    if args.json:  # checked before the scoring, not found unwritable after it
+        check_output_file(args.json, "--json")
 
     model, tokenizer, cfg = model_from_checkpoint(load_checkpoint(args.checkpoint))
     device = pick_device(args.device)
     model.to(device)
     precision = cfg.train.precision if args.precision == "checkpoint" else args.precision
     context = forward_context(device, precision)
-    splits = load_splits(cfg.data, log=lambda m: None)
+    with removed_on_failure(dataset_dir(cfg.data) if cfg.data.kind == "modular" else None):  # made on first use
+        splits = load_splits(cfg.data, log=lambda m: None)
     sets = {name: splits[name] for name in (args.split or ["train", "val", "test"]) if splits[name]}
     if (args.all_pairs or args.by_digits) and cfg.data.kind != "modular":
         raise UserError(f"--{'all-pairs' if args.all_pairs else 'by-digits'} needs a model trained on modular data")
@@ -88,8 +92,8 @@ def main():
             for key, group in numbers["by_digits"].items():
                 print(f"    digits {key:6s} {group['count']:6d} equations, exact match {group['exact_match']:.4f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"checkpoint": str(args.checkpoint), "precision": precision, "results": results}, f, indent=2)
+        write_text(args.json, json.dumps({"checkpoint": str(args.checkpoint), "precision": precision,
+                                          "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,17 +14,18 @@ import argparse
 import torch
 
 from checkpoint import load_checkpoint, save_checkpoint
-from runlog import run_cli
+from runlog import ArgumentParser, check_output_file, run_cli
 
 KEEP = ("model", "config", "tokenizer", "step", "data")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="a checkpoint file or a run directory")
     parser.add_argument("dest", help="where to write the weights-only checkpoint")
     parser.add_argument("--half", action="store_true", help="store the weights in fp16 (half the size)")
     args = parser.parse_args()
+    check_output_file(args.dest, "dest")
     ckpt = load_checkpoint(args.source)
     small = {k: ckpt[k] for k in KEEP if k in ckpt}
     dtype = torch.float16 if args.half else torch.float32

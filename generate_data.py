@@ -10,18 +10,20 @@ Writes data/<name>/{train,val,test}.txt (one equation per line, like 12/5=80) an
 import argparse
 
 from config import Config, load_config, validate
-from runlog import UserError, run_cli
+from runlog import ArgumentParser, UserError, float_arg, int_arg, refuse_foreign_folder, removed_on_failure, run_cli
 from tasks import OPERATIONS, check_dataset, check_operation, dataset_dir, write_dataset
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="a train config; its data section is used")
     parser.add_argument("--op", choices=list(OPERATIONS), help="operation (default: the config's, else '/')")
-    parser.add_argument("--p", type=int, help="modulus (default 97)")
-    parser.add_argument("--train-frac", type=float, help="share of all equations for training (default 0.5)")
-    parser.add_argument("--val-frac", type=float, help="share for validation; test gets the rest (default 0.25)")
-    parser.add_argument("--seed", type=int, help="data seed for the shuffle (default 0)")
+    parser.add_argument("--p", type=int_arg(), help="modulus (default 97)")
+    parser.add_argument("--train-frac", type=float_arg(0, 1, low_open=True),
+                        help="share of all equations for training (default 0.5)")
+    parser.add_argument("--val-frac", type=float_arg(0, 1),
+                        help="share for validation; test gets the rest (default 0.25)")
+    parser.add_argument("--seed", type=int_arg(0), help="data seed for the shuffle (default 0)")
     parser.add_argument("--pad-numbers", action="store_true", default=None,
                         help="write every number with the digits of p - 1 (007+104=111)")
     parser.add_argument("--out", help="output folder (default data/<op><p>_train<f>_val<f>_seed<s>)")
@@ -42,7 +44,9 @@ def main():
         meta = check_dataset(data)
         print(f"{out} already exists and matches")
     else:
-        meta = write_dataset(data)
+        refuse_foreign_folder(out, "meta.json", "data folder")
+        with removed_on_failure(out):  # a folder cut short would be refused by every later run
+            meta = write_dataset(data)
         print(f"wrote {out}")
     total = sum(meta["counts"].values())
     for name, count in meta["counts"].items():

@@ -18,7 +18,7 @@ import sys
 import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
-from runlog import UserError, run_cli
+from runlog import ArgumentParser, UserError, float_arg, int_arg, run_cli
 from runtime import forward_context
 from tasks import canonical_prompt, format_prompt, number_width, parse_prompt, uses_p
 
@@ -84,24 +84,16 @@ def example_operands(data):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (uses checkpoints/last.pt)")
     parser.add_argument("--prompt", help="text to continue, like '12/5=' (leave it out for a text model to "
                                          "generate from the start of a sequence)")
-    parser.add_argument("--max-new-tokens", type=int, help="default: as many as the block size allows")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-k", type=int, help="sample only from the k most likely tokens")
-    parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    parser.add_argument("--max-new-tokens", type=int_arg(1), help="default: as many as the block size allows")
+    parser.add_argument("--temperature", type=float_arg(0), default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-k", type=int_arg(1), help="sample only from the k most likely tokens")
+    parser.add_argument("--num-samples", type=int_arg(1), default=1)
+    parser.add_argument("--seed", type=int_arg(0), default=0, help="seed for sampling")
     args = parser.parse_args()
-    if args.temperature < 0:
-        raise UserError("--temperature must be 0 (greedy) or more")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise UserError("--max-new-tokens must be at least 1")
-    if args.top_k is not None and args.top_k < 1:
-        raise UserError("--top-k must be at least 1")
-    if args.num_samples < 1:
-        raise UserError("--num-samples must be at least 1")
     if args.prompt == "":
         raise UserError("--prompt is empty; give the text to continue, or leave --prompt out to generate "
                         "from the start of a sequence")

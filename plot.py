@@ -34,7 +34,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from runlog import GROKKED, KEYS_ADDED_LATER, UserError, first_step, read_metrics, read_run_config, run_cli  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+
+from runlog import (GROKKED, KEYS_ADDED_LATER, ArgumentParser, UserError, check_output_file, first_step,  # noqa: E402
+                    read_metrics, read_run_config, run_cli, write_atomic)
 
 
 def config_value(config, dotted):
@@ -328,17 +331,22 @@ def group_label(config, keys):
     return ", ".join(str(config_value(config, k)) for k in keys)
 
 
+# What --out may end in: matplotlib's formats, less those that need more than matplotlib and
+# Pillow (pgf: LaTeX; avif: a Pillow built with it) or are no image file (raw, rgba).
+IMAGE_TYPES = set(FigureCanvasAgg.get_supported_filetypes()) - {"pgf", "avif", "raw", "rgba"}
+
+
 def save(fig, out):
+    """Write the figure whole or not at all (runlog.write_atomic), in the format its extension names."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    write_atomic(out, lambda f: fig.savefig(f, dpi=110, format=out.suffix.lstrip(".").lower()), binary=True)
     plt.close(fig)
     print(f"wrote {out}")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.yaml); "
                         "with --spectrum, checkpoints (.pt files or run directories)")
     parser.add_argument("--out", required=True, help="output image, e.g. experiments/div97_paper/div97_paper.png")
@@ -358,6 +366,7 @@ def main():
                              "(e.g. data.train_frac), one line per group")
     parser.add_argument("--title")
     args = parser.parse_args()
+    check_output_file(args.out, "--out", IMAGE_TYPES)  # before the logs are read, not after
     marks = parse_marks(args.mark)
     if marks and (args.group_by or args.spectrum):
         raise UserError("--mark draws on the default figure of runs; leave out --group-by and --spectrum")

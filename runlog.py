@@ -1,9 +1,16 @@
 """Reading run directories and judging grokking: what plot.py and sweep.py need, without torch.
 
-Also home to UserError and run_cli, which every command line shares.
+Also home to what every command line shares: UserError and run_cli (one line, exit 2), the
+argparse parser and number types that check like a config key does, whole-or-nothing writes
+(write_atomic) and the checks of output paths made before any work starts.
 """
 
+import argparse
+import contextlib
 import json
+import math
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,13 +27,152 @@ class UserError(Exception):
     """A problem with what the user asked for: printed as one line, exit status 2."""
 
 
+class WriteError(UserError):
+    """A file that could not be written (a full disk, no permission): the path and the cause."""
+
+
 def run_cli(main):
-    """Run main(), turning a UserError into a one-line message and a non-zero exit."""
+    """Run main(), turning a UserError (and an OSError, a Ctrl-C) into a one-line message and a
+    non-zero exit: 2 for a problem to fix, 130 for an interruption."""
     try:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # one the command did not expect at that point; the message still names the file
+        print(f"error: {e.strerror or e}" + (f": '{e.filename}'" if e.filename else ""), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with its own errors (an unknown option, a missing value) in the one-line
+    form of every other error: 'error: ...', exit status 2 (through run_cli)."""
+
+    def error(self, message):
+        # 'argument --mark: expected one argument' names the form too: --mark STEP=TEXT
+        for action in self._actions:
+            names = "/".join(action.option_strings)
+            if action.metavar and names and message.startswith(f"argument {names}:"):
+                message = message.replace(names, f"{names} {action.metavar}", 1)
+        raise UserError(f"{message} (see python {self.prog} --help)")
+
+
+MAX_INT = 2**63 - 1  # what torch stores as int64 (seeds, steps); a larger number cannot be used
+
+
+def int_arg(low=0, high=MAX_INT):
+    """An argparse type: a whole number in [low, high], written with ASCII digits ('²' is a digit
+    to str.isdigit but not to int(); '٣' reads as 3 to int() but is not what anyone typed)."""
+    def parse(text):
+        body = text.strip().removeprefix("-")
+        if not body.isascii() or not body.isdigit():
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from {low} to {high}")
+        return value
+    return parse
+
+
+def float_arg(low=-math.inf, high=math.inf, low_open=False):
+    """An argparse type: a finite number in [low, high] (or (low, high] with low_open)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number")
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            where = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"'{text}' is out of range: give a finite number in {where}")
+        return value
+    return parse
+
+
+def cannot_write(path, error):
+    return WriteError(f"cannot write '{path}': {error.strerror or error}")
+
+
+def write_atomic(path, write, binary=False):
+    """Write path whole or not at all: write(f) fills a temp file beside it (its folder made if
+    missing), which is flushed to disk and renamed over path. On any failure (a full disk, no
+    permission, Ctrl-C) the temp file is removed and path is as it was; an OSError becomes a
+    WriteError naming path and the cause."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise cannot_write(path, e) from None
+        raise
+
+
+def write_text(path, text):
+    write_atomic(path, lambda f: f.write(text))
+
+
+def check_output_file(path, what, suffixes=None):
+    """Refuse, before any work starts, an output file that could not be written: a folder at its
+    place, a file where one of its folders belongs, a folder without write permission, a file
+    name whose extension is not among suffixes. Missing folders are fine (they are made)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} '{path}' is a folder; give a file name")
+    if suffixes is not None and path.suffix.lower().lstrip(".") not in suffixes:
+        raise UserError(f"{what} '{path}' must end in one of: {', '.join('.' + s for s in sorted(suffixes))}")
+    check_output_folder(path.parent, what)
+    return path
+
+
+def check_output_folder(folder, what):
+    """The nearest existing folder of folder must be a folder we may write in."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} '{folder}': '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} '{folder}': no permission to write in '{existing}'")
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder):
+    """A folder that the block fills: if it did not exist and the block fails (an error, a full
+    disk, Ctrl-C), it goes again, so that no half-written one is left to be refused. An OSError
+    becomes a WriteError naming the file (or the folder)."""
+    fresh = folder is not None and not Path(folder).exists()
+    try:
+        yield
+    except BaseException as e:
+        if fresh and Path(folder).is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, OSError) and folder is not None:  # a write's error may not name its file
+            raise cannot_write(e.filename or folder, e) from None
+        raise
+
+
+def refuse_foreign_folder(folder, marker, what):
+    """A folder this repo is about to fill must be absent, empty, or hold marker (a file the
+    repo wrote there): never someone else's files."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} '{folder}' is a file, not a folder; pick another")
+    if folder.is_dir() and not (folder / marker).exists() and any(folder.iterdir()):
+        raise UserError(f"{what} '{folder}' holds files but no {marker}, so they are not this repo's (or their "
+                        "writing was cut short); pick a new or empty folder, or delete this one")
+    check_output_folder(folder, what)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -66,7 +212,7 @@ def load_yaml_mapping(path, what, hint):
 
 
 def dump_json(path, obj):
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_metrics(run_dir, allow_empty=False):

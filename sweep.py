@@ -6,6 +6,7 @@
     python sweep.py experiments/ablate_wd/sweep.yaml --summarize-only
     python sweep.py experiments/warmup_muon/sweep.yaml --configs add97_l2 sub97_l2 --seeds 0   # a part of it
     python sweep.py experiments/lever_precision/sweep.yaml experiments/levers/sweep.yaml --summarize-only
+    python sweep.py experiments/ops_fraction/sweep.yaml --executor slurm --partition cpu --time-min 60   # a cluster
 
 A sweep is a folder, experiments/<name>/, whose sweep.yaml says what to run; each run's log
 directory, the tables and the study's figures land beside it. sweep.yaml:
@@ -19,27 +20,34 @@ directory, the tables and the study's figures land beside it. sweep.yaml:
 Finished runs (those with summary.json) are skipped and interrupted ones resumed from their
 checkpoint, so an interrupted sweep picks up where it stopped. A run with a log but no checkpoint
 (committed logs keep no checkpoints) is left alone and said so: no sweep deletes a log unless
-given --rerun-destroying-logs. Writes summary.md and summary.csv (a row per cell, mean ± standard
+given --rerun-destroying-logs. The same rules hold with --executor slurm, which sends each missing
+run to Slurm as one job through submitit (--executor local runs those jobs as local processes).
+Writes summary.md and summary.csv (a row per cell, mean ± standard
 deviation over seeds, with a column per number of runlog.grokking_summary) and runs.csv (a row
 per run) into the sweep's folder.
 """
 
 import argparse
 import csv
+import fcntl
+import io
 import itertools
 import math
 import os
 import shlex
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
 
-from runlog import UserError, grokking_summary, load_yaml_mapping, read_metrics, run_cli
+from runlog import ArgumentParser, UserError, grokking_summary, int_arg, load_yaml_mapping, read_metrics, run_cli, write_text
 from tasks import OPERATIONS
 
 SWEEP_KEYS = {"base", "seeds", "vary", "cells", "set", "heldout"}
@@ -106,7 +114,9 @@ def plan(spec, destroy_logs=False):
 def _next_action(out, base, seed, overrides, destroy_logs):
     """(train.py command, None), or (None, why the run is left as it is). Never deletes a log
     unless destroy_logs (--rerun-destroying-logs) says so."""
-    threads = ["--train.threads=1", "--no-progress"]
+    # one thread per run, unless the sweep sets it (a key may be given once)
+    threads = [*([] if any(o.startswith("--train.threads=") for o in overrides) else ["--train.threads=1"]),
+               "--no-progress"]
     fresh = ["train.py", "--config", base, "--out", str(out), f"--seed={seed}", *overrides, *threads]
     has_log = (out / "metrics.jsonl").exists()
     if destroy_logs and has_log:
@@ -121,13 +131,43 @@ def _next_action(out, base, seed, overrides, destroy_logs):
     return fresh, None
 
 
-def run_one(run):
+class Runs:
+    """The train.py processes running now, so that a Ctrl-C reaches each of them once, and no
+    queued run starts after it."""
+
+    def __init__(self):
+        self.lock, self.procs, self.stopping = threading.RLock(), {}, False  # a second Ctrl-C re-enters stop
+
+    def start(self, name, command, log, env):
+        with self.lock:
+            if self.stopping:
+                return None
+            # A session of its own: the sweep alone passes the signal on, once.
+            self.procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                start_new_session=True)
+            return self.procs[name]
+
+    def stop(self):
+        """Ask every running train.py to checkpoint and stop (what Ctrl-C does to one), start no more."""
+        with self.lock:
+            self.stopping = True
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+
+
+def run_one(run, runs=None):
+    """(exit status, seconds, log file) of one train.py run; (None, 0, None) if the sweep is stopping."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     log = run["out"].parent / f"{run['name']}.log"
     run["out"].parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with open(log, "w") as f:
-        code = subprocess.run([sys.executable, *run["command"]], stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        proc = (runs or Runs()).start(run["name"], [sys.executable, *run["command"]], f, env)
+        if proc is None:
+            log.unlink()
+            return None, 0.0, None
+        code = proc.wait()
     if code == 0:
         log.unlink()
     return code, time.time() - start, log
@@ -184,13 +224,15 @@ def summarize(spec, runs):
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     if per_run:
-        with open(out / "runs.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(per_run[0]))
-            writer.writeheader()
-            writer.writerows(per_run)
-    with open(out / "summary.csv", "w", newline="") as f:
-        csv.writer(f).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
-    (out / "summary.md").write_text(format_table(columns, rows) + "\n")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(per_run[0]))
+        writer.writeheader()
+        writer.writerows(per_run)
+        write_text(out / "runs.csv", text.getvalue())
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([columns, *[[row.get(c, "") for c in columns] for row in rows]])
+    write_text(out / "summary.csv", text.getvalue())
+    write_text(out / "summary.md", format_table(columns, rows) + "\n")
     if waiting:
         print(f"{spec['name']}: left out of the table, no evaluation logged yet: {', '.join(waiting)}", file=sys.stderr)
     return columns, rows
@@ -230,34 +272,113 @@ def check_configs(spec):
         load_config(base, [f"--{k}={fmt(v)}" for k, v in cell.items()])
 
 
-def run_all(spec, runs, jobs):
+def to_run(spec, runs, how):
+    """The runs that have a command, after saying which are left alone and why, and how many run."""
     todo = [r for r in runs if r["command"]]
     for run in runs:
         if run["skip"] and run["skip"] != "finished":
             print(f"skip {run['out']}: {run['skip']}", file=sys.stderr)
     print(f"{spec['name']}: {len(runs)} runs, {sum(r['skip'] == 'finished' for r in runs)} already done, "
-          f"{len(todo)} to run, {jobs} at a time", file=sys.stderr)
-    failed = 0
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_one, r): r for r in todo}
-        for i, future in enumerate(as_completed(futures), 1):
-            run = futures[future]
-            code, seconds, log = future.result()
-            failed += code != 0
-            status = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
-            print(f"[{i}/{len(todo)}] {run['name']}: {status} in {seconds:.0f}s", file=sys.stderr)
+          f"{len(todo)} to run, {how}", file=sys.stderr)
+    return todo
+
+
+def run_all(spec, runs, jobs):
+    """Run the runs that have a command, jobs at a time; returns how many failed. The first Ctrl-C
+    (or SIGTERM) starts no more runs, lets the running ones checkpoint, says where each stands and
+    exits 130."""
+    todo = to_run(spec, runs, f"{jobs} at a time")
+    failed, codes, running = 0, {}, Runs()
+    interrupted = []
+    handlers = {s: signal.signal(s, lambda signum, frame: (interrupted.append(signum), running.stop()))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(run_one, r, running): r for r in todo}
+            for i, future in enumerate(as_completed(futures), 1):
+                run = futures[future]
+                code, seconds, log = future.result()
+                codes[run["name"]] = code
+                if code is None or (interrupted and code == 130):
+                    continue  # not started, or stopped by the Ctrl-C: said below
+                failed += code != 0
+                status = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
+                print(f"[{i}/{len(todo)}] {run['name']}: {status} in {seconds:.0f}s", file=sys.stderr)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    if interrupted:
+        stopped = [r["name"] for r in todo
+                   if codes.get(r["name"]) == 130 and (r["out"] / "checkpoints" / "last.pt").exists()]
+        print(f"{spec['name']}: interrupted. {sum(c == 0 for c in codes.values())} of {len(todo)} runs finished, "
+              f"{failed} failed, {len(stopped)} stopped with a checkpoint ({', '.join(stopped) or 'none'}), "
+              f"{len(todo) - len(stopped) - failed - sum(c == 0 for c in codes.values())} not started. Run the same "
+              "command again to go on: finished runs are skipped, stopped ones resumed", file=sys.stderr)
+        raise SystemExit(130)
     if failed:
         print(f"{failed} runs failed; run the sweep again to retry them", file=sys.stderr)
+    return failed
+
+
+def run_job(run, root):
+    """One run as a submitit job (on a Slurm node, or a local process): train.py from the repo root."""
+    os.chdir(root)
+    code, seconds, log = run_one(run)
+    return code, seconds, str(log)
+
+
+def run_submitit(spec, todo, args):
+    """Each run one job through submitit: Slurm (--executor slurm) or local processes (--executor
+    local, all at once; what the tests use). Waits for the jobs; returns how many failed. Ctrl-C
+    while waiting leaves Slurm's jobs running (they checkpoint as train.py does) and says so."""
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(f"--executor {args.executor} needs submitit: pip install submitit")
+    folder = Path(spec["out"]) / "submitit"  # the jobs' own logs (gitignored)
+    executor = submitit.AutoExecutor(folder=folder, cluster=args.executor)
+    parameters = {"name": f"sweep_{spec['name']}", "timeout_min": args.time_min, "cpus_per_task": args.cpus_per_task}
+    if args.gpus_per_node:
+        parameters["gpus_per_node"] = args.gpus_per_node
+    if args.partition:
+        parameters["slurm_partition"] = args.partition
+    if args.array_parallelism:
+        parameters["slurm_array_parallelism"] = args.array_parallelism
+    executor.update_parameters(**parameters)
+    print(f"{spec['name']}: {len(todo)} runs to {args.executor} through submitit (job logs in {folder})", file=sys.stderr)
+    jobs = executor.map_array(run_job, todo, [Path.cwd()] * len(todo)) if todo else []
+    failed = 0
+    try:
+        for i, (job, run) in enumerate(zip(jobs, todo), 1):
+            try:
+                code, seconds, log = job.result()
+            except Exception as e:  # the job itself failed (a node lost, a time limit): submitit says why
+                code, seconds, log = None, 0.0, f"{folder}, job {job.job_id}: {type(e).__name__}"
+            failed += code != 0
+            status = "done" if code == 0 else f"FAILED ({'exit ' + str(code) if code is not None else 'job failed'}; see {log})"
+            print(f"[{i}/{len(todo)}] {run['name']}: {status} in {seconds:.0f}s (job {job.job_id})", file=sys.stderr)
+    except KeyboardInterrupt:
+        waiting = [job.job_id for job in jobs if not job.done()]
+        if args.executor == "local":
+            for job in jobs:
+                job.cancel(check=False)
+        where = "cancelled" if args.executor == "local" else f"still queued or running in Slurm ({', '.join(waiting)})"
+        print(f"{spec['name']}: stopped waiting; {len(waiting)} jobs {where}. Run the same command again when they "
+              "are done: finished runs are skipped, stopped ones resumed", file=sys.stderr)
+        raise SystemExit(130)
+    if failed:
+        print(f"{failed} runs failed; run the sweep again to retry them", file=sys.stderr)
+    return failed
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="+", metavar="sweep",
                         help="sweep file (experiments/<name>/sweep.yaml); several are handled in turn and tabulated together")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=int_arg(1, 4096), default=os.cpu_count() or 1,
                         help="single-threaded runs side by side (default: one per core)")
     parser.add_argument("--print-commands", action="store_true", help="print one train.py command per run and exit")
-    parser.add_argument("--seeds", type=int, nargs="+", help="run only these of the sweep's seeds")
+    parser.add_argument("--seeds", type=int_arg(), nargs="+", help="run only these of the sweep's seeds")
     parser.add_argument("--configs", nargs="+", metavar="NAME",
                         help="run only the runs of these base configs (by file name, e.g. add97_l2)")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild summary.md/.csv from the logs")
@@ -266,9 +387,26 @@ def main():
                              "column (the files keep every column)")
     parser.add_argument("--rerun-destroying-logs", action="store_true",
                         help="start every run that has a log again from scratch, DELETING its log and checkpoints")
+    cluster = parser.add_argument_group("where the runs run")
+    cluster.add_argument("--executor", choices=["pool", "local", "slurm"], default="pool",
+                         help="pool (default): --jobs processes on this machine; slurm: one Slurm job per run "
+                              "through submitit (pip install submitit); local: the same jobs as local processes, "
+                              "all at once (what the tests use)")
+    cluster.add_argument("--partition", help="Slurm partition (--executor slurm)")
+    cluster.add_argument("--time-min", type=int_arg(1, 10**6), default=60,
+                         help="time limit of each job in minutes (default 60); a run cut off by it resumes from its "
+                              "checkpoint at the next sweep")
+    cluster.add_argument("--cpus-per-task", type=int_arg(1, 4096), default=1, help="CPUs of each job (default 1)")
+    cluster.add_argument("--gpus-per-node", type=int_arg(0, 64), default=0, help="GPUs of each job (default 0)")
+    cluster.add_argument("--array-parallelism", type=int_arg(1, 10**6),
+                         help="at most this many of the sweep's jobs at once (Slurm's array throttle)")
     args = parser.parse_args()
-    if args.jobs < 1:
-        raise UserError("--jobs must be at least 1")
+    slurm_only = [f"--{name.replace('_', '-')}" for name in ("partition", "array_parallelism") if getattr(args, name)]
+    if slurm_only and args.executor != "slurm":
+        raise UserError(f"{slurm_only[0]} is a Slurm option: add --executor slurm")
+    if args.executor == "slurm" and shutil.which("sbatch") is None and not (args.print_commands or args.summarize_only):
+        raise UserError("--executor slurm submits with sbatch, which this machine does not have: run it on the "
+                        "cluster's login node, or use --executor pool here")
     specs = [load_sweep(path) for path in args.sweeps]  # every file is checked before anything runs
     tables = [one_sweep(spec, args) for spec in specs]
     if not args.print_commands:
@@ -276,6 +414,24 @@ def main():
         if args.columns:
             columns, rows = select_columns(columns, rows, args.columns)
         print(format_table(columns, rows))
+    failed = sum(spec.get("failed", 0) for spec in specs)
+    if failed:
+        sys.exit(1)  # a script or a scheduler running the sweep must see that it is not complete
+
+
+def lock_study(spec):
+    """Hold the study's folder for this process (fcntl, as train.py holds a run directory): two
+    sweeps of one study would start the same runs twice. Released when the process ends."""
+    folder = Path(spec["out"])
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"another sweep.py is running the study '{folder}'; wait for it to end (one sweep per "
+                        "study at a time)")
+    return fd
 
 
 def one_sweep(spec, args):
@@ -302,7 +458,13 @@ def one_sweep(spec, args):
         return None
     if not args.summarize_only:
         check_configs(spec)
-        run_all(spec, chosen, args.jobs)
+        lock_study(spec)
+        runs = plan(spec, args.rerun_destroying_logs)  # again, now that no other sweep can change the runs
+        chosen = [r for r in runs if r["name"] in {c["name"] for c in chosen}]
+        if args.executor == "pool":
+            spec["failed"] = run_all(spec, chosen, args.jobs)
+        else:
+            spec["failed"] = run_submitit(spec, to_run(spec, chosen, f"as {args.executor} jobs"), args)
     return summarize(spec, runs)
 
 

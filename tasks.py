@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from runlog import UserError
+from runlog import UserError, write_text
 
 
 def is_prime(n):
@@ -227,10 +227,10 @@ def write_dataset(data):
     meta = dict(split_identity(data), counts={}, sha256={})
     for name, rows in splits.items():
         text = "".join(format_equation(a, data.op, b, c, number_width(data)) + "\n" for a, b, c in rows)
-        (out / f"{name}.txt").write_text(text)
+        write_text(out / f"{name}.txt", text)  # whole or not at all; meta.json, written last, vouches for them
         meta["counts"][name] = len(rows)
         meta["sha256"][name] = hashlib.sha256(text.encode()).hexdigest()
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
 

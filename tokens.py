@@ -88,10 +88,12 @@ def make_tokenizer(kind, texts=()):
     if kind == "gpt2":
         return GPT2Tokenizer()
     probe = SymbolTokenizer(kind, [])
-    symbols = sorted({s for t in texts for s in probe.split(t)}, key=lambda s: (s.isdigit(), len(s), s))
+    # ASCII digits only: '²' is a digit to str.isdigit() but no number to int()
+    number = lambda s: s.isascii() and s.isdigit()
+    symbols = sorted({s for t in texts for s in probe.split(t)}, key=lambda s: (number(s), len(s), s))
     if kind == "number":  # residues in numeric order, so token ids read naturally
-        symbols = [s for s in symbols if not s.isdigit()] + sorted(
-            (s for s in symbols if s.isdigit()), key=int
+        symbols = [s for s in symbols if not number(s)] + sorted(
+            (s for s in symbols if number(s)), key=int
         )
     return SymbolTokenizer(kind, symbols)
 

@@ -31,14 +31,15 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from checkpoint import check_same_data, load_checkpoint, save_checkpoint
-from config import apply_override, config_from_dict, config_to_dict, describe_keys, load_config, validate
+from config import apply_overrides, config_from_dict, config_to_dict, describe_keys, load_config, validate
 from levers import lr_at
 from metrics import evaluation_record
 from model import GPT
 from progress import Task
-from runlog import UserError, dump_json, read_metrics, grokking_summary, run_cli
+from runlog import (ArgumentParser, UserError, WriteError, cannot_write, check_output_folder, dump_json,
+                    grokking_summary, read_metrics, refuse_foreign_folder, removed_on_failure, run_cli, write_text)
 from runtime import cpu_identity, forward_context, pick_device, seed_everything, slow_bf16_note
-from tasks import data_identity, load_splits
+from tasks import data_identity, dataset_dir, load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
 from training import TrainState, eval_steps, train_step
 
@@ -106,17 +107,31 @@ def describe_environment(device):
             "threads": torch.get_num_threads()}
 
 
+# What a run writes before its first evaluation and checkpoint. A folder holding only these (or
+# their temp files, an empty log, an empty checkpoints/) is a run that never got going: killed while
+# it started, or stopped by its very first write. A new run may take such a folder over.
+START_FILES = {"config.yaml", "command.txt", "env.json", "metrics.jsonl", "checkpoints"}
+
+
 class RunDirectory:
     """A run directory held by one process: the lock is taken before anything is written."""
 
     def __init__(self, out, resume, overwrite):
-        self.out, self.resume, self.overwrite, self.fd = Path(out), resume, overwrite, None
+        self.out, self.resume, self.overwrite, self.fd, self.made = Path(out), resume, overwrite, None, False
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out '{self.out}' is a file, not a directory; pick another --out")
+        if not self.out.exists():
+            check_output_folder(self.out, "--out")
         self.check()
 
     def holds_run(self):
-        return (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
+        log, checkpoints = self.out / "metrics.jsonl", self.out / "checkpoints"
+        return (log.exists() and log.stat().st_size > 0) or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+
+    def never_started(self):
+        """True for a folder holding only what a run writes as it starts (START_FILES), or nothing."""
+        return self.out.is_dir() and not self.holds_run() and all(
+            child.name.removesuffix(".tmp") in START_FILES for child in self.out.iterdir())
 
     def check(self):
         """Refuse to start over a run directory that holds a run, unless told to, and never start
@@ -125,12 +140,13 @@ class RunDirectory:
         if not self.resume and holds_run and not self.overwrite:
             raise UserError(f"run directory '{self.out}' already holds a run; use --resume {self.out} to continue "
                             "it, --overwrite to delete it and start again, or --out to pick another directory")
-        if not self.resume and not holds_run and self.out.is_dir() and any(self.out.iterdir()):
+        if not self.resume and not holds_run and self.out.is_dir() and not self.never_started():
             raise UserError(f"--out '{self.out}' is a folder that holds files but no run; pick a new or empty "
                             "folder for the run directory")
 
     def acquire(self):
         try:
+            self.made = not self.out.exists()
             self.out.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(self.out, os.O_RDONLY)
         except OSError as e:
@@ -138,31 +154,55 @@ class RunDirectory:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.release()
             raise UserError(f"run directory '{self.out}' is in use by another train.py; wait for it to end "
                             "or pick another --out")
         self.check()  # the other process may have finished a run here while we waited
-        if not self.resume and self.overwrite and self.holds_run():
+        if not self.resume and (self.overwrite and self.holds_run() or self.never_started()):
             for child in self.out.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     def release(self):
+        """Unlock; a folder this run made and left empty (its first write failed) goes too."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+            if self.made and not any(self.out.iterdir()):
+                self.out.rmdir()
 
 
-def record_start(out, cfg, args, changed, device):
-    """config.yaml, command.txt and env.json for a new run; for a resume, a line in resumes.jsonl."""
-    command = " ".join(sys.argv)
+def how_to_go_on(out, run_dir):
+    if (out / "checkpoints" / "last.pt").exists():
+        return f"continue with: python train.py --resume {out}"
+    return "start it again with --overwrite (it has no checkpoint yet)" if run_dir.holds_run() else \
+        "run the same command again"
+
+
+def record_start(out, cfg, args, changed, device, step):
+    """config.yaml, command.txt and env.json for a new run. A resume (from step) first checks that
+    it has something to do and cuts the log back to step (a damaged log stops it there, before
+    anything is touched), then adds a line to resumes.jsonl. Each file is written whole
+    (runlog.write_text); the environment is read before any is written."""
+    if args.resume and (out / "summary.json").exists():
+        _refuse_resume_that_trains_nothing(cfg.train, out, step)
+    if args.resume:
+        truncate_metrics(out / "metrics.jsonl", step)
+    command, environment = " ".join(sys.argv), describe_environment(device)
     if not args.resume:
-        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        (out / "command.txt").write_text(command + "\n")
-        dump_json(out / "env.json", describe_environment(device))
+        write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        write_text(out / "command.txt", command + "\n")
+        dump_json(out / "env.json", environment)
         return
+    resumes = out / "resumes.jsonl"
+    line = json.dumps({"command": command, "changed": changed, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       **environment}) + "\n"
+    write_text(resumes, (resumes.read_text() if resumes.exists() else "") + line)
     (out / "summary.json").unlink(missing_ok=True)  # the run is not finished any more
-    with open(out / "resumes.jsonl", "a") as f:
-        f.write(json.dumps({"command": command, "changed": changed, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            **describe_environment(device)}) + "\n")
+
+
+# Keys a resume cannot change: the random state comes from the checkpoint, and the run stays where it is.
+FIXED_ON_RESUME = {"seed": "the run's random state comes from its checkpoint",
+                   "name": "a run keeps its name", "out_dir": "a run continues in its own folder"}
 
 
 def resolve_run(args, overrides):
@@ -170,16 +210,43 @@ def resolve_run(args, overrides):
     if not args.resume:
         cfg = load_config(args.config, overrides)
         return cfg, Path(args.out or cfg.out_dir or Path("runs") / cfg.name), None, {}
-    ckpt = load_checkpoint(args.resume)
+    out = Path(args.resume)
+    if not out.is_dir():
+        raise UserError(f"--resume takes a run directory (runs/NAME), and '{out}' is "
+                        f"{'a file' if out.exists() else 'not there'}")
+    if not (out / "checkpoints" / "last.pt").is_file() and (out / "config.yaml").is_file():
+        raise UserError(f"run directory '{out}' has no checkpoint to resume: it stopped before its first one. "
+                        f"Start it again with its command and --overwrite (see {out / 'command.txt'})")
+    ckpt = load_checkpoint(out)
     cfg = config_from_dict(ckpt["config"])
     before = _flat(config_to_dict(cfg))
-    for text in overrides:  # e.g. a longer --train.max_steps
-        apply_override(cfg, text)
+    apply_overrides(cfg, overrides)  # e.g. a longer --train.max_steps
     validate(cfg)
-    check_same_data(ckpt, cfg.data, args.resume)
+    check_same_data(ckpt, cfg.data, out)
     after = _flat(config_to_dict(cfg))
     changed = {k: [before[k], after[k]] for k in after if after[k] != before[k]}
-    return cfg, Path(args.resume), ckpt, changed
+    for key, why in FIXED_ON_RESUME.items():
+        if key in changed:
+            raise UserError(f"--{key} cannot change on a resume ({why}); start a new run with --config and --out")
+    step = ckpt.get("step", 0)
+    if cfg.train.max_steps < step:
+        raise UserError(f"the run in '{out}' is at step {step}; a resume cannot go back to "
+                        f"train.max_steps={cfg.train.max_steps}: give {step} or more")
+    return cfg, out, ckpt, changed
+
+
+def _refuse_resume_that_trains_nothing(tc, out, step):
+    """A finished run resumed with nothing to train would only be marked unfinished and finished
+    again: say why nothing would happen and what would make it train."""
+    if tc.max_steps == step:
+        raise UserError(f"the run in '{out}' already finished at step {step} (train.max_steps); "
+                        f"raise --train.max_steps to train on")
+    hits = stop_rule_hits(read_metrics(out, allow_empty=True), tc, step)
+    if tc.stop_patience and hits >= tc.stop_patience:
+        raise UserError(f"the run in '{out}' ended by its stop rule at step {step} (val accuracy >= {tc.stop_val_acc} "
+                        f"for {hits} evaluations in a row), which would stop it again at once; add "
+                        f"--train.stop_patience=0 to train on to train.max_steps={tc.max_steps}, or a larger "
+                        "--train.stop_patience")
 
 
 def _flat(tree, prefix=""):
@@ -192,18 +259,30 @@ def _flat(tree, prefix=""):
 # ----------------------------------------------------------------------------- evaluation
 
 
+def stop_rule_hits(records, tc, step=None):
+    """Full evaluations in a row, up to step, that met the stop rule's val accuracy."""
+    hits = 0
+    for r in records:
+        if "subset" not in r and (step is None or r["step"] <= step):
+            hits = hits + 1 if r.get("val_acc", 0.0) >= tc.stop_val_acc else 0
+    return hits
+
+
 class Evaluations:
-    """When to evaluate, on how much, and the stop rule; writes metrics.jsonl (rank 0 only)."""
+    """When to evaluate, on how much, and the stop rule; writes metrics.jsonl (rank 0 only).
+    On a resume the log has been cut back to the checkpoint's step (truncate_metrics)."""
 
     def __init__(self, tc, out, resumed_at, task=None):
         self.tc, self.path, self.steps, self.task = tc, out / "metrics.jsonl", eval_steps(tc), task
         self.last_full, self.hits, self.seconds = -math.inf, 0, 0.0
-        if resumed_at is not None:
-            _truncate_metrics(self.path, resumed_at)
-            for r in read_metrics(out) if self.path.exists() else []:
-                if "subset" not in r:
-                    self.last_full, self.hits = r["step"], self._hit(r)
-        self.file = open(self.path, "a")
+        if resumed_at is not None and self.path.exists():
+            records = [r for r in read_metrics(out, allow_empty=True) if "subset" not in r]
+            self.hits = stop_rule_hits(records, tc)
+            self.last_full = records[-1]["step"] if records else -math.inf
+        try:
+            self.file = open(self.path, "a")
+        except OSError as e:
+            raise cannot_write(self.path, e) from None
 
     def _hit(self, record):
         return self.hits + 1 if record.get("val_acc", 0.0) >= self.tc.stop_val_acc else 0
@@ -220,8 +299,11 @@ class Evaluations:
         record = {"step": step, "lr": lr_at(max(step - 1, 0), tc, state.memorised_at),
                   **evaluation_record(model, batches, tc, context, 0 if full else tc.eval_subset, self.task)}
         record["elapsed"] = round(elapsed(), 3)
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:  # a line cut short here (a full disk, a kill) is dropped by readers and by a resume
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise cannot_write(self.path, e) from None
         if full:
             self.last_full, self.hits = step, self._hit(record)
             if state.memorised_at is None and record.get("train_acc", 0.0) >= tc.drop_train_acc:
@@ -233,14 +315,33 @@ class Evaluations:
         return bool(self.tc.stop_patience) and self.hits >= self.tc.stop_patience
 
     def close(self):
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the write that failed has raised already; its buffer cannot be written either
+            pass
 
 
-def _truncate_metrics(path, step):
-    """Drop records written after the checkpoint we resume from (they will be redone)."""
-    if path.exists():
-        lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
-        path.write_text("".join(l + "\n" for l in lines))
+def truncate_metrics(path, step):
+    """Drop the records written after the checkpoint we resume from (they will be redone) and a
+    last line cut short by a crash, in one atomic rewrite: a kill leaves the old log or the new."""
+    if not path.exists():
+        return
+    text = path.read_text()
+    lines, keep = text.splitlines(), []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # the line being written when the run died
+                break
+            raise UserError(f"'{path}' line {number} is not JSON; the log was edited or damaged")
+        if record["step"] <= step:
+            keep.append(line)
+    new = "".join(line + "\n" for line in keep)
+    if new != text:
+        write_text(path, new)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -276,35 +377,51 @@ def train(args, overrides):
         raise UserError(f"train.batch_size {tc.batch_size} must be divisible by the {ddp.world} processes")
     log = (lambda message: print(message, file=sys.stderr)) if ddp.is_main else (lambda message: None)
     run_dir = RunDirectory(out, args.resume, args.overwrite)
+    data_dir = dataset_dir(cfg.data) if cfg.data.kind == "modular" else None
+    if data_dir is not None and not (data_dir / "meta.json").exists():
+        refuse_foreign_folder(data_dir, "meta.json", "data folder")
     # Bad data settings fail before anything is written; rank 0 generates a missing data set.
-    splits = load_splits(cfg.data, log) if ddp.is_main else None
+    if ddp.is_main:
+        with removed_on_failure(data_dir):
+            splits = load_splits(cfg.data, log)
     ddp.barrier()
     if not ddp.is_main:
         splits = load_splits(cfg.data, log)
-    else:
-        run_dir.acquire()
-    ddp.barrier()
-    seed_everything(cfg.seed)
-    tokenizer, batches, state = build_run(cfg, splits, resume_ckpt, ddp.device)
-    if ddp.is_main:
-        record_start(out, cfg, args, changed, ddp.device)
-    log(f"{state.model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, block "
-        f"{cfg.model.block_size}, device {ddp.device}, train {state.order.n} examples, batch {state.order.batch_size}"
-        + (f"; resuming {out} from step {state.step}" if resume_ckpt else ""))
-    # what metrics.TASK_METRICS read beside the model
-    task = Task(cfg.data, tokenizer, batches["train"], forward_context(ddp.device, tc.precision))
-    for note in (task.note(), slow_bf16_note(ddp.device, tc.precision)):
-        if note:
-            log(note)
+    # From the lock to the last write a signal only asks the loop to stop at the next step, where it
+    # saves a checkpoint: no file is cut short, and the handlers go back after summary.json.
+    stop_signal = []
+    handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resume_ckpt is not None, log)
+        if ddp.is_main:
+            run_dir.acquire()
+        ddp.barrier()
+        seed_everything(cfg.seed)
+        tokenizer, batches, state = build_run(cfg, splits, resume_ckpt, ddp.device)
+        if ddp.is_main:
+            record_start(out, cfg, args, changed, ddp.device, state.step)
+        log(f"{state.model.num_params() / 1e6:.3f}M non-embedding parameters, vocab {cfg.model.vocab_size}, block "
+            f"{cfg.model.block_size}, device {ddp.device}, train {state.order.n} examples, batch "
+            f"{state.order.batch_size}" + (f"; resuming {out} from step {state.step}" if resume_ckpt else ""))
+        # what metrics.TASK_METRICS read beside the model
+        task = Task(cfg.data, tokenizer, batches["train"], forward_context(ddp.device, tc.precision))
+        for note in (task.note(), slow_bf16_note(ddp.device, tc.precision)):
+            if note:
+                log(note)
+        seconds, eval_seconds = run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resume_ckpt is not None,
+                                         log, stop_signal)
         if ddp.is_main:
             # summary.json marks a finished run (sweep.py skips those) and holds its grokking numbers.
             dump_json(out / "summary.json", {"step": state.step, "seconds": round(seconds, 1), "eval_seconds":
                                              round(eval_seconds, 1), **grokking_summary(read_metrics(out))})
+    except WriteError as e:
+        raise UserError(f"{e}; the run stopped, and what it wrote before is whole. Once it can write, "
+                        f"{how_to_go_on(out, run_dir)}") from None
     finally:
         run_dir.release()
         ddp.close()
+        for s, h in handlers.items():
+            signal.signal(s, h)
     log(f"done: {out} (step {state.step}, {seconds:.1f}s, {eval_seconds / max(seconds, 1e-9):.0%} of it evaluating)")
     log(what_next(cfg, out, splits))
     return out
@@ -328,8 +445,9 @@ def what_next(cfg, out, splits):
     return "\n".join(lines)
 
 
-def run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resumed, log):
-    """Evaluate on the grid, checkpoint, step; until max_steps, the stop rule or a signal.
+def run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resumed, log, stop_signal):
+    """Evaluate on the grid, checkpoint, step; until max_steps, the stop rule or a signal (one
+    that stop_signal, filled by train's handlers, holds).
 
     A checkpoint at step s is written after the evaluation at s, so resuming from it neither
     repeats nor skips a record. Returns (seconds, seconds spent evaluating).
@@ -342,9 +460,7 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resumed, log)
     inputs = batch_model_inputs(batches["train"])  # fixed-length data: no mask, outputs only at the answer
     evals = Evaluations(tc, out, resumed_at, task) if ddp.is_main else None
     grid = eval_steps(tc)
-    stop_signal, start = [], time.time()
-    handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
+    start = time.time()
     progress = _progress(tc.max_steps, state.step, args.no_progress or not ddp.is_main)
 
     def checkpoint(name):
@@ -384,8 +500,6 @@ def run_loop(cfg, out, args, ddp, state, batches, tokenizer, task, resumed, log)
         progress.close()
         if evals is not None:
             evals.close()
-        for s, h in handlers.items():
-            signal.signal(s, h)
     checkpoint("last.pt")
     return time.time() - start, evals.seconds if evals is not None else 0.0
 
@@ -405,7 +519,7 @@ def _progress(total, initial, disabled):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config keys, with their defaults (set in YAML or as --key=value):\n" + describe_keys())
     parser.add_argument("--config", help="YAML config file (configs/*.yaml)")
@@ -418,6 +532,11 @@ def parse_args(argv=None):
         parser.error("give --config FILE (or --resume RUN_DIR)")
     if args.config and args.resume:
         parser.error("give --config FILE to start a run or --resume RUN_DIR to continue one, not both")
+    if args.resume and args.out and Path(args.out).absolute() != Path(args.resume).absolute():
+        parser.error(f"--resume continues the run in its own folder, so --out cannot take it elsewhere; to branch "
+                     f"it, copy it first (cp -r {args.resume} {args.out}) and resume the copy")
+    if args.resume and args.overwrite:
+        parser.error("--overwrite deletes a run and starts it again; it cannot go with --resume")
     return args, overrides
 
 

@@ -36,3 +36,10 @@ def run_script(*args, cwd=ROOT, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def with_overrides(args, *extra):
+    """args with each --key=value of extra in place of the same key's value: a command line may
+    give a config key only once."""
+    keys = {e.split("=", 1)[0] for e in extra if e.startswith("--") and "=" in e}
+    return [a for a in args if a.split("=", 1)[0] not in keys] + list(extra)

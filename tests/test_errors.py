@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, with_overrides
 
 TINY = ["--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6", "--model.n_layer=1",
         "--model.n_embd=32", "--model.n_head=2", "--model.d_ff=64", "--train.batch_size=16",
@@ -88,7 +88,7 @@ def test_gpt2_tokenizer_that_cannot_load(monkeypatch):
 
 def test_data_dir_that_disagrees(tiny_run, tmp_path):
     result = run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", tmp_path / "o",
-                        f"--data.data_dir={tiny_run / 'data'}", *TINY[:-1], "--data.p=11", check=False)
+                        f"--data.data_dir={tiny_run / 'data'}", *with_overrides(TINY, "--data.p=11"), check=False)
     assert_clean_error(result, "p=7", "p=11")
 
 

@@ -22,6 +22,7 @@ def tiny_study(tmp_path):
     return study
 
 
+@pytest.mark.slow
 def test_local_executor_runs_the_missing_runs_then_skips_them(tmp_path):
     pytest.importorskip("submitit")
     study = tiny_study(tmp_path)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 SKIP = {("pip", "install"), ("python", "-m")}  # the set-up commands: CI runs them itself
@@ -60,6 +62,7 @@ def test_readme_has_the_commands_a_user_needs():
     assert {"train.py", "inference.py", "evaluate.py", "plot.py", "sweep.py", "generate_data.py"} <= scripts
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs(tmp_path):
     # In README order, so that a command may use the run folder an earlier one made (runs/div97).
     env = dict(os.environ, OMP_NUM_THREADS="2")

@@ -3,7 +3,6 @@ lost, code that stays small, and the log readers that run without torch."""
 
 import ast
 import json
-import os
 import re
 import shutil
 import signal
@@ -56,6 +55,7 @@ def start_long_run(tmp_path):
     return command, first
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_run_directory_in_use_is_refused_and_a_signal_checkpoints(tmp_path, stop):
     command, first = start_long_run(tmp_path)
@@ -71,6 +71,7 @@ def test_a_run_directory_in_use_is_refused_and_a_signal_checkpoints(tmp_path, st
     assert 0 < ckpt["step"] < 1000000 and ckpt["step"] >= steps[-1]
 
 
+@pytest.mark.slow
 def test_sweep_never_deletes_a_log_it_cannot_resume(tmp_path):
     out = tmp_path / "study"
     out.mkdir()
@@ -91,6 +92,7 @@ def test_sweep_never_deletes_a_log_it_cannot_resume(tmp_path):
     assert "--overwrite" in destroy
 
 
+@pytest.mark.slow
 def test_every_committed_sweep_leaves_committed_logs_alone():
     sweeps = sorted(Path("experiments").glob("**/sweep.yaml"))
     assert sweeps

@@ -87,6 +87,7 @@ def test_plot_panels_label_each_group_by_what_it_changes(tiny_runs, tmp_path):
     assert bad.returncode == 2 and "--group-by" in bad.stderr
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_and_prints_commands(tmp_path):
     sweep = {"base": "configs/div97_paper.yaml", "seeds": [0, 1],
              "vary": {"train.weight_decay": [0.0, 1.0]},
@@ -160,6 +161,7 @@ def test_bench_times_the_warmup_rows_padded_or_not():
     assert not cfg.data.pad_numbers and not bool(batch["attention_mask"].all())
 
 
+@pytest.mark.slow
 def test_bench_quick_prints_its_table():
     out = run_script("bench.py", "--quick").stdout
     lines = out.splitlines()
@@ -214,6 +216,7 @@ SHIPPED_WARMUP = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED_WARMUP))
 def test_shipped_warmup_checkpoints_score_as_logged(name, tmp_path):
     # The shipped checkpoints are fp16 exports; scored again, they must match the test accuracy
@@ -240,6 +243,7 @@ def test_exact_match_by_digits_groups_operand_shapes():
         exact_match_by_digits([("100*9=", "91")], [], "-")
 
 
+@pytest.mark.slow
 def test_evaluate_by_digits_adds_up_to_the_split(tmp_path):
     out = run_script("evaluate.py", "--checkpoint", "checkpoints/warmup_add97_l2.pt", "--split", "test",
                      "--by-digits", "--json", tmp_path / "e.json").stdout
@@ -252,6 +256,7 @@ def test_evaluate_by_digits_adds_up_to_the_split(tmp_path):
     assert "digits 2+2" in out
 
 
+@pytest.mark.slow
 def test_shipped_div97_checkpoint(tmp_path):
     out = run_script("inference.py", "--checkpoint", "checkpoints/div97.pt", "--prompt", "12/5=")
     assert out.stdout == "12/5=80\n"

@@ -9,7 +9,7 @@ import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from config import TrainConfig
-from conftest import ROOT, needs_gpt2, run_script
+from conftest import ROOT, needs_gpt2, run_script, with_overrides
 from evaluate import score
 from levers import Grokfast, lr_at
 from runlog import UserError
@@ -19,11 +19,11 @@ from training import eval_steps
 
 
 def tiny_args(tmp_path, *extra, name="run"):
-    return ["--out", str(tmp_path / name), "--no-progress", "--data.op=+", "--data.p=7", "--data.train_frac=0.6",
-            "--data.val_frac=0.2", f"--data.data_dir={tmp_path / 'data'}", "--model.n_layer=1", "--model.n_embd=32",
-            "--model.n_head=2", "--model.d_ff=64", "--train.batch_size=16", "--train.lr=3e-3",
-            "--train.weight_decay=0.1", "--train.eval_schedule=fixed", "--train.eval_interval=10",
-            "--train.threads=1", *extra]
+    return with_overrides(["--out", str(tmp_path / name), "--no-progress", "--data.op=+", "--data.p=7",
+                           "--data.train_frac=0.6", "--data.val_frac=0.2", f"--data.data_dir={tmp_path / 'data'}",
+                           "--model.n_layer=1", "--model.n_embd=32", "--model.n_head=2", "--model.d_ff=64",
+                           "--train.batch_size=16", "--train.lr=3e-3", "--train.weight_decay=0.1",
+                           "--train.eval_schedule=fixed", "--train.eval_interval=10", "--train.threads=1"], *extra)
 
 
 def records(run_dir):
@@ -33,6 +33,7 @@ def records(run_dir):
     return rows
 
 
+@pytest.mark.slow
 def test_tiny_modular_run_memorises_its_training_set(tmp_path):
     # Full batches (the whole 29-equation training set) at lr 1e-3: memorised by step 300 for
     # every seed tried; minibatches at 3e-3 oscillate around 100% on so small a model.
@@ -82,7 +83,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert records(tmp_path / "whole") == records(tmp_path / "parts")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])
 def test_stop_rule_ends_the_run_at_the_same_step_across_a_resume(tmp_path, precision):
     # Every evaluation meets val >= 0, so with patience 3 on a grid of 0, 10, 20, ... the run stops at
     # step 20. Cut at step 10 (2 hits) and resumed, it must count the 2 hits from its log and stop at
@@ -123,6 +124,7 @@ def test_drop_schedule_fires_at_the_first_full_evaluation_past_drop_train_acc(tm
     assert all(r["lr"] == pytest.approx(3e-4) for r in rows[first + 1:])
 
 
+@pytest.mark.slow
 def test_padded_numbers_train_and_score_every_pair(tmp_path):
     train_main(["--config", "configs/div97_paper.yaml", *tiny_args(tmp_path, "--train.max_steps=20", "--data.tokenizer=char",
                                                              "--data.p=11", "--data.pad_numbers=true")])
@@ -138,6 +140,7 @@ def test_padded_numbers_train_and_score_every_pair(tmp_path):
     assert "note:" not in padded.stderr and padded.stdout.startswith("07+03=")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tmp_path):
     common = ["train.py", "--config", "configs/div97_paper.yaml", "--train.checkpoint_interval=50",
               "--train.log_checkpoints=false"]
@@ -193,6 +196,7 @@ def test_grokfast_matches_hand_computed_update():
     assert torch.allclose(layer.weight.grad, torch.tensor([[7.0, 2.0]]))
 
 
+@pytest.mark.slow
 def test_sanity_char_memorises_and_regurgitates(tmp_path):
     run_script("train.py", "--config", "configs/sanity.yaml", "--out", tmp_path / "s", "--no-progress")
     last = json.loads((tmp_path / "s" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -205,6 +209,7 @@ def test_sanity_char_memorises_and_regurgitates(tmp_path):
     assert long.returncode == 2 and "block size" in long.stderr
 
 
+@pytest.mark.slow
 @needs_gpt2
 def test_sanity_gpt2_memorises_and_regurgitates(tmp_path):
     run_script("train.py", "--config", "configs/sanity_gpt2.yaml", "--out", tmp_path / "g", "--no-progress")
@@ -214,6 +219,7 @@ def test_sanity_gpt2_memorises_and_regurgitates(tmp_path):
     assert run_script("inference.py", "--checkpoint", tmp_path / "g").stdout == "I love machine learning\n"
 
 
+@pytest.mark.slow
 @needs_gpt2
 def test_sanity_mask3_completes_but_cannot_start(tmp_path):
     run_script("train.py", "--config", "configs/sanity_mask3.yaml", "--out", tmp_path / "m", "--no-progress")
@@ -233,6 +239,7 @@ def test_bad_checkpoint_files(tmp_path):
         assert result.returncode == 2 and "Traceback" not in result.stderr and str(path) in result.stderr
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     args = ["--config", "configs/div97_paper.yaml", "--train.max_steps=60"]
     run_script("train.py", *args, *tiny_args(tmp_path, name="single"))
