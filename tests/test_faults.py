@@ -202,6 +202,7 @@ def run_limited(size, *args):
                           preexec_fn=limited_to(size), env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
+@pytest.mark.slow  # several processes or a bf16 reference run: .ci/run runs it after the fast tests
 def test_a_run_whose_first_write_fails_leaves_nothing_behind(tmp_path):
     run_script("generate_data.py", "--op", "+", "--p", "7", "--train-frac", "0.6", "--val-frac", "0.2",
                "--out", tmp_path / "data")
@@ -211,6 +212,7 @@ def test_a_run_whose_first_write_fails_leaves_nothing_behind(tmp_path):
     run_script("train.py", *CONFIG, *tiny(tmp_path, "run", "--train.max_steps=5"))
 
 
+@pytest.mark.slow  # several processes or a bf16 reference run: .ci/run runs it after the fast tests
 def test_a_checkpoint_that_does_not_fit_names_the_file_and_keeps_the_last(tmp_path):
     run_script("generate_data.py", "--op", "+", "--p", "7", "--train-frac", "0.6", "--val-frac", "0.2",
                "--out", tmp_path / "data")

@@ -145,6 +145,7 @@ def test_generate_data_takes_the_new_names(tmp_path):
     assert bad.returncode == 2 and "x2+xy+y2" in bad.stderr
 
 
+@pytest.mark.slow  # several processes or a bf16 reference run: .ci/run runs it after the fast tests
 def test_an_s5_model_trains_and_answers_a_prompt_typed_without_spaces(tmp_path):
     run_script("train.py", "--config", "configs/div97_paper.yaml", "--out", tmp_path / "run", "--no-progress",
                "--data.op=s5", "--data.train_frac=0.3", f"--data.data_dir={tmp_path / 'data'}", "--model.n_layer=1",

@@ -25,6 +25,7 @@ def tiny_run(root, name="run", *extra):
                       f"--data.data_dir={root / 'data'}", *TINY, *extra)
 
 
+@pytest.mark.slow  # several processes or a bf16 reference run: .ci/run runs it after the fast tests
 def test_resume_records_its_command_and_what_it_changed(tmp_path):
     tiny_run(tmp_path, "run", "--train.checkpoint_interval=5")
     env = json.loads((tmp_path / "run" / "env.json").read_text())

@@ -31,6 +31,7 @@ def same_machine():
     return cpu_identity() == {"cpu": "AMD EPYC", "cpu_capability": "AVX512"} and torch.__version__ == "2.13.0+cpu"
 
 
+@pytest.mark.slow  # several processes or a bf16 reference run: .ci/run runs it after the fast tests
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_fixed_seed_run_matches_the_pre_refactor_log(name, tmp_path):
     train_main([*SETTINGS[name], "--out", str(tmp_path / "run"), "--no-progress", "--train.max_steps=30",

@@ -180,6 +180,7 @@ def test_bench_quick_prints_its_table():
     assert "processes x 1 thread" in out and "measured matmul peak" in out
 
 
+@pytest.mark.slow  # several processes or a bf16 reference run: .ci/run runs it after the fast tests
 def test_export_keeps_weights_only(tiny_runs, tmp_path):
     run_script("export_checkpoint.py", tiny_runs / "s0", tmp_path / "small.pt")
     import torch
