@@ -12,9 +12,9 @@ import json
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from metrics import SPLIT_METRICS, exact_match, score_split
-from runlog import ArgumentParser, UserError, check_output_file, int_arg, removed_on_failure, run_cli, write_text
+from runlog import ArgumentParser, UserError, check_output_file, int_arg, run_cli, write_text
 from runtime import forward_context, pick_device
-from tasks import all_pair_examples, dataset_dir, load_splits, parse_prompt
+from tasks import all_pair_examples, load_splits, parse_prompt
 from tokens import encode_examples
 
 
@@ -70,8 +70,7 @@ def main():
     model.to(device)
     precision = cfg.train.precision if args.precision == "checkpoint" else args.precision
     context = forward_context(device, precision)
-    with removed_on_failure(dataset_dir(cfg.data) if cfg.data.kind == "modular" else None):  # made on first use
-        splits = load_splits(cfg.data, log=lambda m: None)
+    splits = load_splits(cfg.data, log=lambda m: None)  # a data set made on first use appears whole or not at all
     sets = {name: splits[name] for name in (args.split or ["train", "val", "test"]) if splits[name]}
     if (args.all_pairs or args.by_digits) and cfg.data.kind != "modular":
         raise UserError(f"--{'all-pairs' if args.all_pairs else 'by-digits'} needs a model trained on modular data")

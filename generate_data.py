@@ -10,7 +10,7 @@ Writes data/<name>/{train,val,test}.txt (one equation per line, like 12/5=80) an
 import argparse
 
 from config import Config, load_config, validate
-from runlog import ArgumentParser, UserError, float_arg, int_arg, refuse_foreign_folder, removed_on_failure, run_cli
+from runlog import ArgumentParser, UserError, float_arg, int_arg, refuse_foreign_folder, run_cli
 from tasks import OPERATIONS, check_dataset, check_operation, dataset_dir, write_dataset
 
 
@@ -45,8 +45,7 @@ def main():
         print(f"{out} already exists and matches")
     else:
         refuse_foreign_folder(out, "meta.json", "data folder")
-        with removed_on_failure(out):  # a folder cut short would be refused by every later run
-            meta = write_dataset(data)
+        meta = write_dataset(data)  # whole or not at all: a folder cut short would be refused by every later run
         print(f"wrote {out}")
     total = sum(meta["counts"].values())
     for name, count in meta["counts"].items():

@@ -6,11 +6,10 @@ argparse parser and number types that check like a config key does, whole-or-not
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +33,7 @@ class WriteError(UserError):
 def run_cli(main):
     """Run main(), turning a UserError (and an OSError, a Ctrl-C) into a one-line message and a
     non-zero exit: 2 for a problem to fix, 130 for an interruption."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill, like Ctrl-C, runs the cleanup on its way out
     try:
         main()
     except UserError as e:
@@ -45,6 +45,10 @@ def run_cli(main):
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -145,22 +149,6 @@ def check_output_folder(folder, what):
         raise UserError(f"{what} '{folder}': '{existing}' is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{what} '{folder}': no permission to write in '{existing}'")
-
-
-@contextlib.contextmanager
-def removed_on_failure(folder):
-    """A folder that the block fills: if it did not exist and the block fails (an error, a full
-    disk, Ctrl-C), it goes again, so that no half-written one is left to be refused. An OSError
-    becomes a WriteError naming the file (or the folder)."""
-    fresh = folder is not None and not Path(folder).exists()
-    try:
-        yield
-    except BaseException as e:
-        if fresh and Path(folder).is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(e, OSError) and folder is not None:  # a write's error may not name its file
-            raise cannot_write(e.filename or folder, e) from None
-        raise
 
 
 def refuse_foreign_folder(folder, marker, what):

@@ -321,9 +321,14 @@ def run_all(spec, runs, jobs):
 
 
 def run_job(run, root):
-    """One run as a submitit job (on a Slurm node, or a local process): train.py from the repo root."""
+    """One run as a submitit job (on a Slurm node, or a local process): train.py from the repo root.
+    A cancel, Ctrl-C or Slurm's warning before the time limit (SIGUSR2) is passed on to train.py
+    as Ctrl-C, so that it checkpoints and the next sweep resumes it."""
     os.chdir(root)
-    code, seconds, log = run_one(run)
+    running = Runs()
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(s, lambda signum, frame: running.stop())
+    code, seconds, log = run_one(run, running)
     return code, seconds, str(log)
 
 
@@ -355,7 +360,8 @@ def run_submitit(spec, todo, args):
             except Exception as e:  # the job itself failed (a node lost, a time limit): submitit says why
                 code, seconds, log = None, 0.0, f"{folder}, job {job.job_id}: {type(e).__name__}"
             failed += code != 0
-            status = "done" if code == 0 else f"FAILED ({'exit ' + str(code) if code is not None else 'job failed'}; see {log})"
+            status = ("done" if code == 0 else "stopped with a checkpoint (a cancel or the time limit); the next sweep "
+                      "resumes it" if code == 130 else f"FAILED ({'exit ' + str(code) if code is not None else 'job failed'}; see {log})")
             print(f"[{i}/{len(todo)}] {run['name']}: {status} in {seconds:.0f}s (job {job.job_id})", file=sys.stderr)
     except KeyboardInterrupt:
         waiting = [job.job_id for job in jobs if not job.done()]

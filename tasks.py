@@ -7,12 +7,15 @@ Pure functions of (operation, p, split fractions, seed); generate_data.py is the
 import hashlib
 import itertools
 import json
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from runlog import UserError, write_text
+from runlog import UserError, cannot_write, write_text
 
 
 def is_prime(n):
@@ -220,17 +223,37 @@ def first_difference(stored, wanted):
 
 
 def write_dataset(data):
-    """Generate, split and write the data set that the DataConfig describes; returns meta."""
+    """Generate, split and write the data set that the DataConfig describes; returns meta.
+
+    The folder appears whole or not at all: it is written as a private folder beside it and
+    renamed into place, so that runs starting side by side (a sweep's seeds) never see each
+    other's half-written files; where another process got there first, its data set is used."""
     out = dataset_dir(data)
     splits = split_equations(all_equations(data.op, data.p), data.train_frac, data.val_frac, data.data_seed)
-    out.mkdir(parents=True, exist_ok=True)
     meta = dict(split_identity(data), counts={}, sha256={})
-    for name, rows in splits.items():
-        text = "".join(format_equation(a, data.op, b, c, number_width(data)) + "\n" for a, b, c in rows)
-        write_text(out / f"{name}.txt", text)  # whole or not at all; meta.json, written last, vouches for them
-        meta["counts"][name] = len(rows)
-        meta["sha256"][name] = hashlib.sha256(text.encode()).hexdigest()
-    write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        private = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise cannot_write(out, e) from None
+    try:
+        for name, rows in splits.items():
+            text = "".join(format_equation(a, data.op, b, c, number_width(data)) + "\n" for a, b, c in rows)
+            write_text(private / f"{name}.txt", text)
+            meta["counts"][name] = len(rows)
+            meta["sha256"][name] = hashlib.sha256(text.encode()).hexdigest()
+        write_text(private / "meta.json", json.dumps(meta, indent=2) + "\n")
+        try:
+            os.rename(private, out)  # replaces an empty folder; fails on one another process filled
+        except OSError:
+            if not (out / "meta.json").is_file():
+                raise
+            return check_dataset(data)
+    except BaseException as e:
+        shutil.rmtree(private, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise cannot_write(out, e) from None
+        raise
     return meta
 
 

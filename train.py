@@ -37,7 +37,7 @@ from metrics import evaluation_record
 from model import GPT
 from progress import Task
 from runlog import (ArgumentParser, UserError, WriteError, cannot_write, check_output_folder, dump_json,
-                    grokking_summary, read_metrics, refuse_foreign_folder, removed_on_failure, run_cli, write_text)
+                    grokking_summary, read_metrics, refuse_foreign_folder, run_cli, write_text)
 from runtime import cpu_identity, forward_context, pick_device, seed_everything, slow_bf16_note
 from tasks import data_identity, dataset_dir, load_splits
 from tokens import batch_model_inputs, encode_examples, make_tokenizer, slice_batch, tokenizer_from_state
@@ -129,9 +129,13 @@ class RunDirectory:
         return (log.exists() and log.stat().st_size > 0) or (checkpoints.is_dir() and any(checkpoints.iterdir()))
 
     def never_started(self):
-        """True for a folder holding only what a run writes as it starts (START_FILES), or nothing."""
-        return self.out.is_dir() and not self.holds_run() and all(
-            child.name.removesuffix(".tmp") in START_FILES for child in self.out.iterdir())
+        """True for a folder holding only what a run writes as it starts (START_FILES), or nothing.
+        command.txt, a run's first file, must be among them: a folder holding only a config.yaml of
+        the user's is not taken over."""
+        children = list(self.out.iterdir()) if self.out.is_dir() else []
+        return self.out.is_dir() and not self.holds_run() and (
+            not children or (self.out / "command.txt").is_file()) and all(
+            child.name.removesuffix(".tmp") in START_FILES for child in children)
 
     def check(self):
         """Refuse to start over a run directory that holds a run, unless told to, and never start
@@ -189,8 +193,8 @@ def record_start(out, cfg, args, changed, device, step):
         truncate_metrics(out / "metrics.jsonl", step)
     command, environment = " ".join(sys.argv), describe_environment(device)
     if not args.resume:
+        write_text(out / "command.txt", command + "\n")  # first: it marks the folder as a run's (never_started)
         write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        write_text(out / "command.txt", command + "\n")
         dump_json(out / "env.json", environment)
         return
     resumes = out / "resumes.jsonl"
@@ -382,8 +386,7 @@ def train(args, overrides):
         refuse_foreign_folder(data_dir, "meta.json", "data folder")
     # Bad data settings fail before anything is written; rank 0 generates a missing data set.
     if ddp.is_main:
-        with removed_on_failure(data_dir):
-            splits = load_splits(cfg.data, log)
+        splits = load_splits(cfg.data, log)  # a new data set appears whole or not at all (tasks.write_dataset)
     ddp.barrier()
     if not ddp.is_main:
         splits = load_splits(cfg.data, log)
@@ -391,7 +394,7 @@ def train(args, overrides):
     # saves a checkpoint: no file is cut short, and the handlers go back after summary.json.
     stop_signal = []
     handlers = {s: signal.signal(s, lambda signum, frame: stop_signal.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}  # SIGUSR2: Slurm's warning before a time limit (submitit)
     try:
         if ddp.is_main:
             run_dir.acquire()

@@ -208,7 +208,8 @@ def test_a_run_whose_first_write_fails_leaves_nothing_behind(tmp_path):
                "--out", tmp_path / "data")
     result = run_limited(600, "train.py", *CONFIG, *tiny(tmp_path, "run", "--train.max_steps=5"))
     assert_clean_error(result, str(tmp_path / "run" / "config.yaml"), "File too large")
-    assert not (tmp_path / "run").exists()  # so the same command works once there is room
+    # nothing but the run's first file (command.txt), so the same command takes the folder over once there is room
+    assert not (tmp_path / "run").exists() or [p.name for p in (tmp_path / "run").iterdir()] == ["command.txt"]
     run_script("train.py", *CONFIG, *tiny(tmp_path, "run", "--train.max_steps=5"))
 
 
@@ -476,3 +477,23 @@ def test_sigkill_at_random_moments_resumes_exactly_or_says_why_not(tmp_path):
         run_script(*fresh, "--overwrite")
     assert records(tmp_path / "run") == records(tmp_path / "whole")
     assert (tmp_path / "run" / "summary.json").exists() and refused <= 4
+
+
+def test_runs_starting_side_by_side_share_one_new_data_set(tmp_path):
+    """A sweep starts its seeds at once on one data set that does not exist yet: each run writes it
+    in a private folder and renames it into place, so neither sees half-written files."""
+    procs = [subprocess.Popen([sys.executable, "train.py", *CONFIG, *tiny(tmp_path, f"run{i}", "--train.max_steps=3")],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no private folder left
+    assert (tmp_path / "data" / "meta.json").is_file()
+
+
+def test_a_folder_holding_only_a_users_config_is_not_taken_over(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("# my notes\nseed: 3\n")
+    result = run_script("train.py", *CONFIG, *tiny(tmp_path, "run", "--train.max_steps=3"), check=False)
+    assert_clean_error(result, "holds files but no run")
+    assert (tmp_path / "run" / "config.yaml").read_text() == "# my notes\nseed: 3\n"
