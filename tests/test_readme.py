@@ -49,10 +49,12 @@ def fast_form(words, tmp):
         args = [*args, "--out", str(tmp / "data")]
     elif script == "plot.py":
         args = [str(tmp / Path(a).name) if a.endswith(".png") else a for a in args]
+    elif script == "scripts/report.py":
+        args = ["--check"]  # renders every template from the logs, writes nothing
     elif script == "sweep.py" and "--summarize-only" not in args:
         args = [a for a in args if a not in ("--jobs", "2")] + ["--print-commands"]
     else:
-        assert script in ("train.py", "inference.py", "evaluate.py", "sweep.py"), \
+        assert script in ("train.py", "inference.py", "evaluate.py", "sweep.py", "scripts/report.py"), \
             f"README command not covered by this test: {words}"
     return [sys.executable, script, *args]
 
