@@ -135,7 +135,7 @@ def test_padded_numbers_train_and_score_every_pair(tmp_path):
     assert json.loads((tmp_path / "e.json").read_text())["results"]["all-pairs"]["count"] == 121
     # a prompt written without the padding gets a note naming the width; a padded one does not
     unpadded = run_script("inference.py", "--checkpoint", tmp_path / "run", "--prompt", "7+3=")
-    assert "numbers written with 2 digits (data.pad_numbers), like 12+05=" in unpadded.stderr
+    assert "numbers written with 2 digits (data.pad_numbers), like 01+05=" in unpadded.stderr  # 12 and 5 mod 11
     padded = run_script("inference.py", "--checkpoint", tmp_path / "run", "--prompt", "07+03=")
     assert "note:" not in padded.stderr and padded.stdout.startswith("07+03=")
 
