@@ -63,6 +63,7 @@ def repo_files():
             and not {".git", "__pycache__", ".pytest_cache", "experiments"} & set(p.relative_to(ROOT).parts)}
 
 
+@pytest.mark.slow  # one process per case; test_faults checks the same classes in-process in the fast suite
 @pytest.mark.parametrize("args,needles", CASES, ids=[" ".join(a[1:3]) for a, _ in CASES])
 def test_bad_input(args, needles, tmp_path):
     out = ["--out", tmp_path / "o"] if args[0] == "train.py" else []
