@@ -248,6 +248,7 @@ def write_dataset(data):
         except OSError:
             if not (out / "meta.json").is_file():
                 raise
+            shutil.rmtree(private, ignore_errors=True)  # the other process's copy is the one kept
             return check_dataset(data)
     except BaseException as e:
         shutil.rmtree(private, ignore_errors=True)
