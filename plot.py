@@ -289,38 +289,47 @@ def figure_spectrum(checkpoints, out, title=None):
     return fig
 
 
-def figure_versus(dirs, versus, group_by, out, title=None, split="val"):
-    """Two panels against a config key (versus, e.g. data.train_frac), one line per value of
-    group_by (e.g. data.op): the best held-out accuracy of each run, and its first step at 99%
-    held-out accuracy (a run that never got there is left out of the second panel, and says so
-    by a gap). Several runs at one point (seeds): the mean of the best, the median of the steps."""
-    best, reached = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(list))
+def versus_points(dirs, versus, group_by, split="val"):
+    """Each run as one point against a config key: {group: {x: [(best held-out accuracy, first
+    step at 99% or None, last step logged), one per run (seed)]}}."""
+    points = defaultdict(lambda: defaultdict(list))
     for d in dirs:
         config, records = read_run_config(d), read_metrics(d)
-        x, group = config_value(config, versus), group_label(config, group_by)
         full = [r for r in records if not r.get("subset") and f"{split}_acc" in r]
         if not full:
             raise UserError(f"'{d}' logs no {split}_acc; choose the held-out split with --split")
-        best[group][x].append(max(r[f"{split}_acc"] for r in full))
-        step = first_step(full, f"{split}_acc", GROKKED)
-        if step is not None:
-            reached[group][x].append(step)
-    fig, (acc_ax, step_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.get_cmap("tab20")
-    for i, group in enumerate(best):
-        color = colors(i % 20)
-        xs = sorted(best[group])
-        acc_ax.plot(xs, [100 * np.mean(best[group][x]) for x in xs], "o-", color=color, label=group, lw=1.3, ms=4)
-        xs = sorted(reached[group])
-        step_ax.plot(xs, [np.median(reached[group][x]) for x in xs], "o-", color=color, label=group, lw=1.3, ms=4)
+        x, group = config_value(config, versus), group_label(config, group_by)
+        best = max(r[f"{split}_acc"] for r in full)
+        points[group][x].append((best, first_step(full, f"{split}_acc", GROKKED), full[-1]["step"]))
+    return points
+
+
+def figure_versus(dirs, versus, group_by, out, title=None, split="val"):
+    """Two panels against a config key (versus, e.g. data.train_frac), one line per value of
+    group_by (e.g. data.op): the best held-out accuracy of each run, and its first step at 99%
+    held-out accuracy. Every run is a point; the line goes through the mean of the best and the
+    median of the steps. A run that never reached 99% is an x at its last step, and its line
+    breaks there unless another seed at that point got there."""
+    points = versus_points(dirs, versus, group_by, split)
+    fig, (acc_ax, step_ax) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colors, markers = plt.get_cmap("tab20"), "osD^vP*ph<>d8H"
+    for i, group in enumerate(points):
+        style = dict(color=colors(i % 20), marker=markers[i % len(markers)], ms=5, lw=1.3)
+        xs = sorted(points[group])
+        acc_ax.plot(xs, [100 * np.mean([b for b, _, _ in points[group][x]]) for x in xs], label=group, **style)
+        steps = [[s for _, s, _ in points[group][x] if s is not None] for x in xs]
+        step_ax.plot(xs, [np.median(s) if s else np.nan for s in steps], label=group, **style)
+        missed = [(x, last) for x in xs for _, s, last in points[group][x] if s is None]
+        if missed:
+            step_ax.scatter(*zip(*missed), marker="x", color=style["color"], s=30, lw=1.2)
     acc_ax.set_ylabel(f"best {split} accuracy (%)")
     acc_ax.set_ylim(-2, 102)
-    step_ax.set_ylabel(f"first step with {split} accuracy >= {GROKKED:.0%}")
+    step_ax.set_ylabel(f"first step at {split} accuracy >= {GROKKED:.0%}  (x: never; its last step)")
     step_ax.set_yscale("log")
     for ax in (acc_ax, step_ax):
         ax.set_xlabel(versus)
         ax.grid(alpha=0.3)
-    step_ax.legend(fontsize=7, ncol=2, title=", ".join(group_by), title_fontsize=7)
+    step_ax.legend(fontsize=8, title=", ".join(group_by), title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     if title:
         fig.suptitle(title, fontsize=10)
     save(fig, out)

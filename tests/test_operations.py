@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import plot
 from conftest import run_script
 from config import DataConfig
 from runlog import UserError
@@ -165,6 +166,9 @@ def test_plot_versus_draws_best_accuracy_and_steps_against_a_config_key(tmp_path
         (run / "metrics.jsonl").write_text("".join(json.dumps({"step": 100 * (i + 1), "val_acc": a, "train_acc": 1.0}) + "\n"
                                                    for i, a in enumerate(accs)))
         runs.append(run)
+    points = plot.versus_points(runs, "data.train_frac", ["data.op"])
+    # best val accuracy, first step at 99% (None: never), last step; one tuple per run
+    assert points == {"+": {0.3: [(0.999, 200, 300)], 0.7: [(1.0, 200, 300)]}, "s5": {0.3: [(0.4, None, 300)]}}
     out = tmp_path / "ops.png"
     run_script("plot.py", *runs, "--versus", "data.train_frac", "--group-by", "data.op", "--out", out)
     assert out.stat().st_size > 10_000
