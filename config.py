@@ -17,7 +17,7 @@ import yaml
 
 from levers import OPTIMIZERS, SCHEDULES, TOKEN_LOSSES
 from model import ATTENTION_KINDS, GPTConfig
-from runlog import MAX_INT, REMOVED_KEYS, UserError, is_removed, load_yaml_mapping, upgrade_config
+from runlog import MAX_INT, REMOVED_KEYS, UserError, is_removed, load_yaml_mapping, shorten, upgrade_config
 from tasks import check_operation
 
 
@@ -124,10 +124,10 @@ def _coerce(key, value, kind):
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise UserError(
-            f"config key '{key}' must be {kind.__name__}, got {type(value).__name__} {value!r}"
+            f"config key '{key}' must be {kind.__name__}, got {type(value).__name__} {shorten(repr(value))}"
         )
     if kind is float and not math.isfinite(value):  # 'nan', or 1e400 read as infinity
-        raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
+        raise UserError(f"config key '{key}' must be a finite number, got {shorten(repr(value))}")
     if key == "train.betas":
         try:
             value = [float(b) for b in value]
@@ -202,6 +202,8 @@ def apply_override(cfg, text):
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        except ValueError:  # a whole number longer than int() reads (4,300 digits)
+            raise UserError(f"config key '{dotted}' is {shorten(raw)}, a number too long to read; give one in range")
     if not is_removed(dotted, value):
         set_value(cfg, dotted, value)
 
@@ -279,7 +281,7 @@ def _validate_sizes(cfg):
         for f in dataclasses.fields(holder):
             value, dotted = getattr(holder, f.name), f"{section}.{f.name}".lstrip(".")
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-                raise UserError(f"config key '{dotted}' is {value}, too large for any run (at most {MAX_INT})")
+                raise UserError(f"config key '{dotted}' is {shorten(value)}, too large for any run (at most {MAX_INT})")
     if cfg.seed < 0:
         raise UserError(f"config key 'seed' must be zero or more, got {cfg.seed}")
     m, t = cfg.model, cfg.train

@@ -67,16 +67,25 @@ class ArgumentParser(argparse.ArgumentParser):
 MAX_INT = 2**63 - 1  # what torch stores as int64 (seeds, steps); a larger number cannot be used
 
 
+def shorten(value, limit=40):
+    """A value for an error message: one typed at great length is shown by its start and length,
+    so that the message stays one readable line."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:20]}... ({len(text)} characters)"
+
+
 def int_arg(low=0, high=MAX_INT):
     """An argparse type: a whole number in [low, high], written with ASCII digits ('²' is a digit
     to str.isdigit but not to int(); '٣' reads as 3 to int() but is not what anyone typed)."""
     def parse(text):
         body = text.strip().removeprefix("-")
         if not body.isascii() or not body.isdigit():
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number")
-        value = int(text)
+            raise argparse.ArgumentTypeError(f"'{shorten(text)}' is not a whole number")
+        # int() refuses more than 4,300 digits, and nothing here takes more than MAX_INT's 19
+        value = int(text) if len(body.lstrip("0")) <= len(str(MAX_INT)) else math.inf
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from {low} to {high}")
+            raise argparse.ArgumentTypeError(f"{shorten(text.strip())} is out of range: give a whole number "
+                                             f"from {low} to {high}")
         return value
     return parse
 
@@ -87,10 +96,10 @@ def float_arg(low=-math.inf, high=math.inf, low_open=False):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number")
+            raise argparse.ArgumentTypeError(f"'{shorten(text)}' is not a number")
         if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
             where = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-            raise argparse.ArgumentTypeError(f"'{text}' is out of range: give a finite number in {where}")
+            raise argparse.ArgumentTypeError(f"'{shorten(text)}' is out of range: give a finite number in {where}")
         return value
     return parse
 
@@ -188,6 +197,9 @@ def load_yaml_mapping(path, what, hint):
         tree = yaml.load(path.read_bytes().decode("utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as e:
         raise UserError(f"{what} '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8")
+    except ValueError:  # a whole number longer than int() reads (4,300 digits)
+        raise UserError(f"{what} '{path}' holds a whole number of more than {sys.get_int_max_str_digits():,} "
+                        "digits, too long to read; give one in range") from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         mark = getattr(e, "problem_mark", None)

@@ -298,7 +298,8 @@ def test_an_empty_checkpoint_file_is_one_line(tmp_path):
         load_checkpoint(tmp_path / "empty.pt")
 
 
-@pytest.mark.parametrize("text", ["²", "٣", "1e3", "1.5", "", "-1", str(2**63), "9" * 400])
+@pytest.mark.parametrize("text", ["²", "٣", "1e3", "1.5", "", "-1", str(2**63), "9" * 400, "9" * 5000, "-" + "9" * 5000],
+                         ids=lambda text: text if len(text) < 25 else f"{text[:3]}...({len(text)} chars)")
 def test_whole_numbers_on_a_command_line(text):
     import argparse
 
@@ -332,10 +333,24 @@ def test_numbers_on_a_command_line_that_are_fine():
     (["train.py", "--config", "configs/div97.yaml", "--model.n_embd=1000000"], ["parameters"]),
     (["train.py", "--config", "configs/div97.yaml", "--train.lr=1", "--train.lr=2"], ["given twice"]),
     (["train.py"], ["give --config FILE"]),
+    # longer than int() reads (4,300 digits): still one short line, the number shown by its start
+    (["train.py", "--config", "configs/div97.yaml", "--seed=" + "9" * 5000], ["seed", "5000 characters"]),
+    (["train.py", "--config", "configs/div97.yaml", "--train.lr=" + "9" * 5000], ["train.lr", "too long"]),
+    (["generate_data.py", "--op", "+", "--p", "9" * 5000], ["--p", "out of range"]),
 ])
 def test_command_line_errors_are_one_line(args, needles, tmp_path, monkeypatch):
     out = ["--out", tmp_path / "o"] if args[0] == "train.py" and len(args) > 1 else []
-    assert_clean_error(run_here(*args, *out, monkeypatch=monkeypatch), *needles)
+    result = run_here(*args, *out, monkeypatch=monkeypatch)
+    assert_clean_error(result, *needles)
+    assert len(result.stderr) < 400, result.stderr[:400]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_file_with_a_number_too_long_to_read_is_one_line(tmp_path, monkeypatch):
+    config = tmp_path / "big.yaml"
+    config.write_text(f"base: {ROOT / 'configs' / 'div97.yaml'}\nseed: {'9' * 5000}\n")
+    result = run_here("train.py", "--config", config, "--out", tmp_path / "o", monkeypatch=monkeypatch)
+    assert_clean_error(result, "big.yaml", "too long")
     assert not (tmp_path / "o").exists()
 
 
