@@ -139,6 +139,14 @@ class Facts:
                   for r in rows]
         return "\n".join(lines)
 
+    def where(self, study, key, match, keep=None):
+        """The distinct values of config key (sorted) over a study's runs whose config has every
+        value in match ({'data.op': '+'}) and, given keep, for which keep(run) is true:
+        where('ops_fraction', 'data.train_frac', {'data.op': '+'}, lambda r: grok(r, 'grokked', 'val'))."""
+        chosen = [run for run in self.runs(study)
+                  if all(self.setting(run, k) == v for k, v in match.items()) and (keep is None or keep(run))]
+        return sorted({self.setting(run, key) for run in chosen})
+
     def text(self, path):
         """A committed text file of the notebook (a bench output, say), whole."""
         return (self.root / path).read_text().rstrip("\n")
@@ -175,7 +183,7 @@ class Facts:
 
     def namespace(self):
         names = ["value", "first", "reached", "best", "lowest_after", "steps", "grok", "summary_json", "runs",
-                 "table", "text", "num", "pct", "span", "median", "records", "json_file", "setting", "pivot"]
+                 "table", "text", "num", "pct", "span", "median", "records", "json_file", "setting", "pivot", "where"]
         builtins = {f.__name__: f for f in (min, max, len, sum, sorted, abs, round, zip, range, list, any, all,
                                             str, int, float, enumerate, dict, set, tuple)}
         return {"__builtins__": builtins, **{n: getattr(self, n) for n in names}}

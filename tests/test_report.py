@@ -53,7 +53,7 @@ def test_the_rounding_rule():
     assert facts.num(2239) == "2,239" and facts.num(493.6048, 2) == "493.60"
 
 
-def test_pivot_tabulates_runs_by_two_config_keys(tmp_path):
+def test_pivot_and_where_pick_runs_by_their_config_keys(tmp_path):
     root = make_repo(tmp_path, "")
     for op, frac in [("+", 0.3), ("+", 0.5), ("s5", 0.5)]:
         run = root / "experiments" / "grid" / f"{op}{frac}"
@@ -63,6 +63,10 @@ def test_pivot_tabulates_runs_by_two_config_keys(tmp_path):
     table = report.Facts(root).pivot("grid", "data.op", "data.train_frac", lambda r: str(r[-2:]))
     assert table.splitlines() == ["| data.op | train_frac 0.3 | train_frac 0.5 |", "|---|---|---|",
                                   "| `+` | .3 | .5 |", "| `s5` | - | .5 |"]
+    facts = report.Facts(root)
+    assert facts.where("grid", "data.train_frac", {"data.op": "+"}) == [0.3, 0.5]
+    assert facts.where("grid", "data.op", {"data.train_frac": 0.5}) == ["+", "s5"]
+    assert facts.where("grid", "data.train_frac", {}, lambda r: facts.best(r, "val_acc") > 0.4) == [0.5]
 
 
 def test_the_committed_report_is_what_the_logs_render():
