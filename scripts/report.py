@@ -91,10 +91,10 @@ class Facts:
         return json.loads((self._dir(run) / "summary.json").read_text())[key]
 
     def runs(self, study, pattern="*"):
-        """The run folders of a study, sorted, relative to experiments/."""
-        folder = self.root / "experiments" / study
-        return sorted(str(p.parent.relative_to(self.root / "experiments"))
-                      for p in folder.glob(f"{pattern}/metrics.jsonl"))
+        """The run folders of a study, sorted, relative to experiments/; study may be a pattern
+        ('ops_fraction*': a grid and the studies that extend it)."""
+        experiments = self.root / "experiments"
+        return sorted(str(p.parent.relative_to(experiments)) for p in experiments.glob(f"{study}/{pattern}/metrics.jsonl"))
 
     def table(self, *sweeps, columns=None):
         """The table `python sweep.py SWEEP... --summarize-only [--columns ...]` prints."""

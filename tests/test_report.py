@@ -67,6 +67,12 @@ def test_pivot_and_where_pick_runs_by_their_config_keys(tmp_path):
     assert facts.where("grid", "data.train_frac", {"data.op": "+"}) == [0.3, 0.5]
     assert facts.where("grid", "data.op", {"data.train_frac": 0.5}) == ["+", "s5"]
     assert facts.where("grid", "data.train_frac", {}, lambda r: facts.best(r, "val_acc") > 0.4) == [0.5]
+    more = root / "experiments" / "grid_dense" / "+0.4"  # a study that extends the grid
+    more.mkdir(parents=True)
+    (more / "metrics.jsonl").write_text(json.dumps({"step": 10, "val_acc": 0.4}) + "\n")
+    (more / "config.yaml").write_text("data: {op: '+', train_frac: 0.4}\n")
+    assert facts.where("grid*", "data.train_frac", {"data.op": "+"}) == [0.3, 0.4, 0.5]
+    assert facts.where("grid", "data.train_frac", {"data.op": "+"}) == [0.3, 0.5]
 
 
 def test_the_committed_report_is_what_the_logs_render():
