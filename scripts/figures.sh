@@ -75,5 +75,5 @@ plot $A/warmup_grid_unpadded/warmup_grid_unpadded.png "$A/warmup_grid_unpadded/*
 plot $A/warmup_grid_unpadded/warmup_grid_unpadded_sub97_l2.png "$A/warmup_grid_unpadded/sub97_l2_s*" \
   --title "warm-up grid: sub97_l2 (character tokens, unpadded numbers), finished seeds of 0-2"
 # issue 34: the paper's operations by training fraction (runs land across sessions)
-plot $E/ops_fraction/ops_fraction.png "$E/ops_fraction/operations_*_s0" --versus data.train_frac --group-by data.op \
-  --title "the paper's operations, 5,000-step budget, seed 0: best val accuracy and steps to val 99%"
+plot $E/ops_fraction/ops_fraction.png "$E/ops_fraction*/operations_*_s*" --versus data.train_frac --group-by data.op \
+  --title "the paper's operations, 5,000-step budget, seeds 0-1: best val accuracy and steps to val 99%"
