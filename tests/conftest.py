@@ -51,16 +51,18 @@ def run_script(*args, cwd=ROOT, check=True, fresh_process=False):
         result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                                 env=dict(os.environ, OMP_NUM_THREADS="2"))
     else:
-        result = _run_in_this_process(script, [str(a) for a in args], cwd)
+        result = run_in_this_process(*args, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def _run_in_this_process(script, argv, cwd):
-    """`python script args` without a new interpreter: the script runs as __main__ with its own
-    sys.argv, working folder and sys.path entry; what it changes of this process (signal
-    handlers, torch's thread count, the folder) is put back afterwards."""
+def run_in_this_process(*args, cwd=ROOT):
+    """`python script args` without a new interpreter, whatever TESTS_FRESH_PROCESS says (for
+    tests that patch this process): the script runs as __main__ with its own sys.argv, working
+    folder and sys.path entry; what it changes of this process (signal handlers, torch's thread
+    count, the folder) is put back afterwards."""
+    script, argv = Path(cwd) / args[0], [str(a) for a in args]
     saved_argv, saved_path, saved_cwd = sys.argv, list(sys.path), os.getcwd()
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
     saved_threads = torch.get_num_threads()

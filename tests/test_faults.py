@@ -2,7 +2,6 @@
 process. Nothing already written is lost or left half-written, and each fault ends in one clear line."""
 
 import fcntl
-import importlib
 import json
 import os
 import random
@@ -19,8 +18,8 @@ import yaml
 
 import train
 from checkpoint import load_checkpoint
-from conftest import ROOT, run_script, with_overrides
-from runlog import UserError, float_arg, int_arg, run_cli
+from conftest import ROOT, run_in_this_process, run_script, with_overrides
+from runlog import UserError, float_arg, int_arg
 from test_errors import assert_clean_error
 
 CONFIG = ["--config", "configs/div97_paper.yaml"]
@@ -37,24 +36,6 @@ def tiny(tmp_path, name="run", *extra):
 def records(run_dir):
     rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in row.items() if k != "elapsed"} for row in rows]
-
-
-def run_here(script, *args, monkeypatch):
-    """A command line run in this process as run_cli runs it (no new interpreter to start):
-    a CompletedProcess-like result with its exit status and what it printed."""
-    import contextlib
-    import io
-    import types
-
-    module = importlib.import_module(script.removesuffix(".py"))
-    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run_cli(module.main)
-        except SystemExit as e:
-            code = e.code
-    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def leftovers(folder):
@@ -268,10 +249,10 @@ def test_a_real_full_disk(tmp_path):
     (lambda t: (t / "f").write_text("x"), ["generate_data.py", "--op", "+", "--p", "7", "--out", "{t}/f/d"],
      ["is a file, not a folder"]),
 ])
-def test_output_paths_are_checked_before_any_work(tmp_path, make, args, needles, monkeypatch):
+def test_output_paths_are_checked_before_any_work(tmp_path, make, args, needles):
     make(tmp_path)
     before = sorted(tmp_path.rglob("*"))
-    result = run_here(*[a.format(t=tmp_path) for a in args], monkeypatch=monkeypatch)
+    result = run_in_this_process(*[a.format(t=tmp_path) for a in args])
     assert_clean_error(result, *needles)
     assert "wrote" not in result.stdout and sorted(tmp_path.rglob("*")) == before
 
@@ -284,7 +265,7 @@ def test_a_folder_without_write_permission(tmp_path, script, monkeypatch):
         monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "ro" and access(path, mode))
     args = {"train.py": [*CONFIG, *tiny(tmp_path / "ro", "run")], "plot.py": ["configs", "--out", tmp_path / "ro/p.png"],
             "generate_data.py": ["--op", "+", "--p", "7", "--out", tmp_path / "ro" / "d"]}[script]
-    result = run_here(script, *args, monkeypatch=monkeypatch)
+    result = run_in_this_process(script, *args)
     assert_clean_error(result, "no permission", str(tmp_path / "ro"))
     assert list((tmp_path / "ro").iterdir()) == []
 
@@ -338,18 +319,18 @@ def test_numbers_on_a_command_line_that_are_fine():
     (["train.py", "--config", "configs/div97.yaml", "--train.lr=" + "9" * 5000], ["train.lr", "too long"]),
     (["generate_data.py", "--op", "+", "--p", "9" * 5000], ["--p", "out of range"]),
 ])
-def test_command_line_errors_are_one_line(args, needles, tmp_path, monkeypatch):
+def test_command_line_errors_are_one_line(args, needles, tmp_path):
     out = ["--out", tmp_path / "o"] if args[0] == "train.py" and len(args) > 1 else []
-    result = run_here(*args, *out, monkeypatch=monkeypatch)
+    result = run_in_this_process(*args, *out)
     assert_clean_error(result, *needles)
     assert len(result.stderr) < 400, result.stderr[:400]
     assert not (tmp_path / "o").exists()
 
 
-def test_a_config_file_with_a_number_too_long_to_read_is_one_line(tmp_path, monkeypatch):
+def test_a_config_file_with_a_number_too_long_to_read_is_one_line(tmp_path):
     config = tmp_path / "big.yaml"
     config.write_text(f"base: {ROOT / 'configs' / 'div97.yaml'}\nseed: {'9' * 5000}\n")
-    result = run_here("train.py", "--config", config, "--out", tmp_path / "o", monkeypatch=monkeypatch)
+    result = run_in_this_process("train.py", "--config", config, "--out", tmp_path / "o")
     assert_clean_error(result, "big.yaml", "too long")
     assert not (tmp_path / "o").exists()
 
